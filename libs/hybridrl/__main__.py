@@ -1,0 +1,5 @@
+"""``python -m hybridrl`` runs the command-line interface."""
+
+from hybridrl.cli import main
+
+main()
