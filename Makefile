@@ -29,6 +29,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check libs tests bench protos services
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(PY) protos/generate.py --check
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format libs tests bench protos services
