@@ -57,17 +57,16 @@ class GRPOLossOutput:
 
 def _sequence_mean(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     # Eq. 8 exactly: 1/|y_i| inside, 1/G outside; sequences without valid tokens take no part.
-    weights = mask.to(per_token.dtype)
-    token_counts = weights.sum(dim=1)
-    has_tokens = token_counts > 0
-    per_sequence = (per_token * weights).sum(dim=1) / token_counts.clamp(min=1.0)
-    return per_sequence[has_tokens].mean()
+    token_counts = mask.sum(dim=1)
+    masked = torch.where(mask, per_token, torch.zeros_like(per_token))
+    per_sequence = masked.sum(dim=1) / token_counts.clamp(min=1).to(per_token.dtype)
+    return per_sequence[token_counts > 0].mean()
 
 
 def _token_mean(per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     # DAPO's token-level mean: long responses weigh in proportion to their length.
-    weights = mask.to(per_token.dtype)
-    return (per_token * weights).sum() / weights.sum()
+    masked = torch.where(mask, per_token, torch.zeros_like(per_token))
+    return masked.sum() / mask.sum().to(per_token.dtype)
 
 
 _AGGREGATIONS: Final[Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]] = {
@@ -199,7 +198,9 @@ def grpo_loss(
         _check_finite(name, tensor, valid)
 
     # Zeroing padding before exp keeps garbage there from reaching the loss or its gradient.
-    log_ratio = torch.where(valid, logprobs - old_logprobs, torch.zeros_like(logprobs))
+    zeros = torch.zeros_like(logprobs)
+    token_advantages = torch.where(valid, token_advantages, zeros)
+    log_ratio = torch.where(valid, logprobs - old_logprobs, zeros)
     ratio = torch.exp(log_ratio)
     clipped_ratio = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + upper_eps)
     unclipped_objective = ratio * token_advantages
@@ -208,14 +209,15 @@ def grpo_loss(
     aggregate = _AGGREGATIONS[aggregation]
     policy_loss = aggregate(-objective, valid)
 
+    loss = policy_loss
     ref_kl: torch.Tensor | None = None
     if ref_logprobs is not None:
         _check_finite("ref_logprobs", ref_logprobs, valid)
-        ref_log_ratio = torch.where(valid, ref_logprobs - logprobs, torch.zeros_like(logprobs))
+        ref_log_ratio = torch.where(valid, ref_logprobs - logprobs, zeros)
         ref_kl = torch.exp(ref_log_ratio) - ref_log_ratio - 1.0
-    loss = policy_loss
-    if ref_kl is not None and kl_beta > 0.0:
-        loss = aggregate(-objective + kl_beta * ref_kl, valid)
+        if kl_beta > 0.0:
+            # Both aggregations are linear, so this equals aggregating the per-token sum.
+            loss = policy_loss + kl_beta * aggregate(ref_kl, valid)
 
     with torch.no_grad():
         ratio_valid = ratio.detach()[valid]
