@@ -27,6 +27,8 @@ def advantages(
     table.add_column("i", justify="right")
     table.add_column("reward", justify="right")
     table.add_column("advantage", justify="right")
-    for index, (reward, advantage) in enumerate(zip(rewards, result.advantages[0].tolist(), strict=True)):
+    for index, (reward, advantage) in enumerate(
+        zip(rewards, result.advantages[0].tolist(), strict=True)
+    ):
         table.add_row(str(index), f"{reward:g}", f"{advantage:+.4f}")
     Console().print(table)

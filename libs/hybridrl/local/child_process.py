@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -117,10 +118,8 @@ class ChildProcess:
 
     @staticmethod
     def _signal_group(pid: int, sig: signal.Signals) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, sig)
-        except ProcessLookupError:
-            pass
 
     def __enter__(self) -> Self:
         self.start()

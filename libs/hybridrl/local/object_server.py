@@ -16,7 +16,7 @@ from typing import Self
 from hybridrl.local.child_process import ChildProcess, free_port
 
 LOCAL_ACCESS_KEY = "hybridrl-local"
-LOCAL_SECRET_KEY = "hybridrl-local-secret"  # noqa: S105 - a throwaway key for a loopback server
+LOCAL_SECRET_KEY = "hybridrl-local-secret"
 
 
 class LocalS3Server:
@@ -47,7 +47,7 @@ class LocalS3Server:
 
     def _answers(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/", timeout=0.5) as reply:  # noqa: S310
+            with urllib.request.urlopen(f"{self.url}/", timeout=0.5) as reply:
                 return bool(reply.status < 500)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
