@@ -151,8 +151,15 @@ class VisionLanguageModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         pixel_values: torch.Tensor | None,
+        image_token_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Token embeddings ``[batch, seq, hidden]`` with image features at the placeholders."""
+        """Token embeddings ``[batch, seq, hidden]`` with image features at the placeholders.
+
+        ``image_token_mask`` ``[batch, seq]`` limits which ``<image>`` tokens take image features
+        (the prompt's); without it every one does. A policy may *generate* the placeholder token:
+        in a response it is ordinary text, as vLLM treats it, so callers that score responses
+        pass ``~response_mask`` here.
+        """
         if input_ids.dim() != 2 or input_ids.numel() == 0 or input_ids.is_floating_point():
             raise ValueError(
                 "input_ids must be a non-empty integer [batch, seq] tensor, got "
@@ -165,6 +172,9 @@ class VisionLanguageModel(nn.Module):
             raise ValueError(f"input_ids must lie in [0, {vocab_size})")
         embeddings = embedding_layer(input_ids)
         image_positions = input_ids == self.config.image_token_id
+        if image_token_mask is not None:
+            _check_binary_mask(image_token_mask, input_ids.shape, "image_token_mask")
+            image_positions = image_positions & image_token_mask.bool()
         placeholders_per_row = image_positions.sum(dim=1)
         if pixel_values is None:
             if bool(placeholders_per_row.any()):
@@ -189,10 +199,12 @@ class VisionLanguageModel(nn.Module):
         attention_mask: torch.Tensor,
         pixel_values: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        image_token_mask: torch.Tensor | None = None,
     ) -> Any:
         """The language model's ``CausalLMOutputWithPast`` (``logits`` ``[batch, seq, vocab]``;
-        ``loss`` when ``labels`` ``[batch, seq]`` is given, -100 marking ignored positions)."""
-        embeddings = self.embed_inputs(input_ids, attention_mask, pixel_values)
+        ``loss`` when ``labels`` ``[batch, seq]`` is given, -100 marking ignored positions).
+        ``image_token_mask`` as in :meth:`embed_inputs`."""
+        embeddings = self.embed_inputs(input_ids, attention_mask, pixel_values, image_token_mask)
         return self.language_model(
             inputs_embeds=embeddings,
             attention_mask=attention_mask,
@@ -227,12 +239,15 @@ class VisionLanguageModel(nn.Module):
     ) -> torch.Tensor:
         """Per-token log-probs of the response, ``[batch, seq]`` float32, 0 off the response.
 
-        See ``token_logprobs_from_logits`` for the alignment. Response tokens must be attended.
+        See ``token_logprobs_from_logits`` for the alignment. Response tokens must be attended;
+        an ``<image>`` token the policy generated is text, not an image slot.
         """
         _check_binary_mask(response_mask, input_ids.shape, "response_mask")
         if bool((response_mask.bool() & ~attention_mask.bool()).any()):
             raise ValueError("response_mask marks tokens that attention_mask pads out")
-        logits = self.forward(input_ids, attention_mask, pixel_values).logits
+        logits = self.forward(
+            input_ids, attention_mask, pixel_values, image_token_mask=~response_mask.bool()
+        ).logits
         return token_logprobs_from_logits(logits, input_ids, response_mask, temperature)
 
     def save_pretrained(self, directory: str | Path) -> None:

@@ -276,3 +276,29 @@ def test_config_rejects_inconsistent_settings(change: dict[str, object], message
     settings = VisionLanguageModelConfig.tiny().model_dump() | change
     with pytest.raises(ValueError, match=message):
         VisionLanguageModelConfig(**settings)
+
+
+def test_generated_image_token_in_the_response_is_text_not_an_image_slot() -> None:
+    torch.manual_seed(0)
+    model = tiny_model()
+    prompt = image_prompt(1, 24)
+    response = torch.tensor([[IMAGE_TOKEN_ID, 20, IMAGE_TOKEN_ID]])
+    input_ids = torch.cat([prompt, response], dim=1)
+    attention_mask = torch.ones_like(input_ids)
+    response_mask = torch.zeros_like(input_ids)
+    response_mask[:, -3:] = 1
+    pixel_values = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    logprobs = model.sequence_logprobs(input_ids, attention_mask, pixel_values, response_mask)
+    # The same log-probs as the embedding of the placeholder token as text at those positions.
+    with torch.no_grad():
+        embeddings = model.embed_inputs(
+            input_ids, attention_mask, pixel_values, image_token_mask=~response_mask.bool()
+        )
+        text_embedding = model.language_model.get_input_embeddings()(
+            torch.tensor([IMAGE_TOKEN_ID])
+        )[0]
+    assert torch.equal(embeddings[0, -1], text_embedding)
+    assert torch.equal(embeddings[0, -3], text_embedding)
+    assert bool(torch.isfinite(logprobs[response_mask.bool()]).all())
+    with pytest.raises(ValueError, match="placeholder"):
+        model.embed_inputs(input_ids, attention_mask, pixel_values)

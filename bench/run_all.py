@@ -1,0 +1,79 @@
+"""Run the benchmarks and write their results to docs/benchmarks.md.
+
+Each benchmark is a script in this folder that prints a markdown section (a heading, the machine,
+the date and a table). This runner executes them one after another, so they do not compete for
+the two cores, and writes the sections with the command that produced each.
+
+Run: ``python bench/run_all.py [--only ssb rule_reward ...] [--output docs/benchmarks.md]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name -> (script, arguments, what it measures)
+BENCHMARKS: dict[str, tuple[str, list[str], str]] = {
+    "ssb": ("bench/ssb_bench.py", [], "Selective Sample Buffer insert throughput and draw latency"),
+    "rule_reward": ("bench/rule_reward_bench.py", [], "rule-reward throughput on a mix of answers"),
+    "object_store": ("bench/object_store_bench.py", [], "object-store throughput, local and S3"),
+    "bus": ("bench/bus_bench.py", [], "Kafka produce/consume throughput on loopback"),
+    "engine": ("bench/engine_bench.py", [], "CPU generation engine throughput, tiny model"),
+}
+
+HEADER = """# Benchmarks
+
+Every figure here was produced by a script in `bench/`, run by `make bench`
+(`python bench/run_all.py`), on the machine named in each section. Targets come from the issues
+that asked for them; a figure below its target says so.
+"""
+
+
+def run_one(name: str) -> str:
+    script, arguments, purpose = BENCHMARKS[name]
+    command = [sys.executable, script, *arguments]
+    started = time.monotonic()
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - started
+    shown = " ".join(["python", script, *arguments])
+    if completed.returncode != 0:
+        body = (
+            f"Failed with exit code {completed.returncode}:\n\n```\n{completed.stderr[-3000:]}\n```"
+        )
+    else:
+        body = completed.stdout.strip()
+    print(f"{name}: {elapsed:.0f} s, exit {completed.returncode}", file=sys.stderr)
+    return f"## {purpose}\n\nCommand: `{shown}` ({elapsed:.0f} s)\n\n{body}\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), default=None)
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    names = args.only or [name for name in BENCHMARKS if (ROOT / BENCHMARKS[name][0]).exists()]
+    machine = (
+        f"{platform.system()} {platform.machine()}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs"
+    )
+    sections = [run_one(name) for name in names]
+    text = (
+        HEADER
+        + f"\nLast full run: {datetime.date.today().isoformat()} on {machine}.\n\n"
+        + "\n".join(sections)
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(f"wrote {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

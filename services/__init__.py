@@ -1,0 +1,1 @@
+"""hybridrl services: thin transport adapters (gRPC, Kafka, S3) over the hybridrl core."""

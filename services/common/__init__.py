@@ -1,0 +1,1 @@
+"""Transport pieces every service shares: the gRPC server bootstrap and settings loading."""
