@@ -25,6 +25,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from hybridrl.models.images import pixel_values_from_image
 from hybridrl.models.vlm import VisionLanguageModel
 from hybridrl.models.vlm_config import VisionLanguageModelConfig
 
@@ -180,28 +181,6 @@ class RewardScoringConfig(BaseModel):
     padding_side: Literal["left", "right"] = "right"
     image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-
-
-def pixel_values_from_image(
-    image: Image.Image | torch.Tensor,
-    image_size: tuple[int, int],
-    mean: Sequence[float],
-    std: Sequence[float],
-) -> torch.Tensor:
-    """``[3, height, width]`` float32 pixel values: a PIL image is converted to RGB, resized
-    (bicubic) and normalised with ``mean``/``std``; a tensor is checked and passed through."""
-    height, width = image_size
-    if isinstance(image, torch.Tensor):
-        if image.dim() != 3 or tuple(image.shape[1:]) != (height, width):
-            raise ValueError(f"image tensor must be [C, {height}, {width}], got {image.shape}")
-        if not image.is_floating_point() or not bool(torch.isfinite(image).all()):
-            raise ValueError("image tensor must hold finite floats")
-        return image.float()
-    resized = image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
-    pixels = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    mean_tensor = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-    std_tensor = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-    return (pixels - mean_tensor) / std_tensor
 
 
 class RewardModelScorer:
