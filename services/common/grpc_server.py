@@ -38,9 +38,7 @@ class ServiceServer:
         self._service_names = list(service_names)
         limit = settings.max_message_bytes
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(
-                max_workers=settings.max_workers, thread_name_prefix="grpc"
-            ),
+            futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="grpc"),
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
