@@ -28,6 +28,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check libs tests bench protos services
 	$(VENV)/bin/ruff format --check libs tests bench protos services
 	$(VENV)/bin/mypy
+	@# mypy cannot follow setuptools' editable mapping hybridrl_services -> services/: give it a path
+	mkdir -p .mypy_path && ln -sfn ../services .mypy_path/hybridrl_services
+	MYPYPATH=libs:.mypy_path $(VENV)/bin/mypy --strict -p hybridrl_services
 	$(VENV)/bin/lint-imports
 	$(PY) protos/generate.py --check
 
