@@ -15,6 +15,7 @@ import pytest
 
 from hybridrl.bus.codec import decode
 from hybridrl.bus.consumer import ConsumerLoop
+from hybridrl.bus.kafka_source import KafkaRecordSource
 from hybridrl.bus.producer import EventProducer
 from hybridrl.bus.reader import consumer_lag, read_all
 from hybridrl.bus.records import (
@@ -275,3 +276,70 @@ def test_flush_reports_records_the_broker_never_took_within_the_delivery_timeout
         assert late.exception() is not None
     finally:
         producer.close(0.5)
+
+
+def test_a_commit_made_while_partitions_are_revoked_reaches_the_group(
+    kafka_broker: LocalKafkaBroker, producer: EventProducer
+) -> None:
+    # kafka-python runs rebalance callbacks on its network thread, where a blocking commit
+    # fails; the source must still record the offsets of what was processed before the revoke.
+    settings = settings_for(kafka_broker)
+    topics = Topics(prefix="revokecommit.")
+    create_topics(settings, default_topic_specs(topics, partitions=2))
+    for index in range(6):
+        producer.send(topics.rollouts, f"g{index}", rollout(f"g{index}@v0", 0))
+    producer.flush(10.0)
+    first = KafkaRecordSource(settings, [topics.rollouts], "revoke-group")
+    processed: dict[Partition, int] = {}
+    committed_in_callback: list[dict[Partition, int]] = []
+
+    def on_revoked(partitions: set[Partition]) -> None:
+        offsets = {p: o for p, o in processed.items() if p in partitions}
+        if offsets:
+            first.commit(offsets)
+            committed_in_callback.append(offsets)
+
+    first.set_rebalance_callbacks(on_revoked, lambda partitions: None)
+
+    def poll_first() -> bool:
+        for record in first.poll(100, 0.1):
+            key = Partition(record.topic, record.partition)
+            processed[key] = max(processed.get(key, 0), record.offset + 1)
+        return sum(processed.values()) == 6
+
+    wait_for(poll_first, "first member reads all six records")
+    second = KafkaRecordSource(settings, [topics.rollouts], "revoke-group")
+    try:
+        wait_for(
+            lambda: _poll_both(first, second) and len(second.assignment()) == 1,
+            "second member takes a partition",
+        )
+        assert committed_in_callback, "the revoke callback committed nothing"
+        assert dict(_committed(settings, "revoke-group", topics.rollouts)) == processed
+    finally:
+        first.close()
+        second.close()
+
+
+def _poll_both(first: KafkaRecordSource, second: KafkaRecordSource) -> bool:
+    # Both members must poll for the group to rebalance; the records were all read already.
+    first.poll(10, 0.1)
+    second.poll(10, 0.1)
+    return True
+
+
+def _committed(settings: KafkaSettings, group: str, topic: str) -> list[tuple[Partition, int]]:
+    from kafka import KafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+
+    consumer = KafkaConsumer(**settings.consumer_kwargs(), group_id=group)
+    try:
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))
+        ]
+        return [
+            (Partition(topic, tp.partition), consumer.committed(tp))
+            for tp in partitions
+            if consumer.committed(tp) is not None
+        ]
+    finally:
+        consumer.close()

@@ -7,7 +7,9 @@ committed automatically: the consumer loop commits after its outputs are flushed
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition  # type: ignore[import-untyped]
@@ -50,16 +52,24 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, source: KafkaRecordSource) -> None:
         self._source = source
 
+    # kafka-python 3 calls these on its network thread, where a blocking commit() fails
+    # ("Cannot block on net.run() from the IO thread"); the source commits asynchronously
+    # while a callback runs. The commit request reaches the coordinator before the JoinGroup
+    # that follows on the same connection, so it still lands in the old generation.
+
     def on_partitions_revoked(self, revoked: Any) -> None:
-        self._source.on_revoked(_partitions(revoked))
+        with self._source.in_rebalance_callback():
+            self._source.on_revoked(_partitions(revoked))
 
     def on_partitions_lost(self, lost: Any) -> None:
         # Lost partitions cannot be committed any more; the loop's commit attempt is rejected
         # and counted, and its offsets are dropped like those of revoked partitions.
-        self._source.on_revoked(_partitions(lost))
+        with self._source.in_rebalance_callback():
+            self._source.on_revoked(_partitions(lost))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        self._source.on_assigned(_partitions(assigned))
+        with self._source.in_rebalance_callback():
+            self._source.on_assigned(_partitions(assigned))
 
 
 def _partitions(topic_partitions: Any) -> set[Partition]:
@@ -84,6 +94,7 @@ class KafkaRecordSource:
         self.on_revoked: RebalanceCallback = _ignore
         self.on_assigned: RebalanceCallback = _ignore
         self._settings = settings
+        self._callback_thread: int | None = None
         self._consumer = KafkaConsumer(
             **settings.consumer_kwargs(),
             group_id=group_id,
@@ -114,17 +125,25 @@ class KafkaRecordSource:
             for message in messages
         ]
 
-    def commit(self, offsets: Mapping[Partition, int]) -> None:
+    @contextlib.contextmanager
+    def in_rebalance_callback(self) -> Iterator[None]:
+        """Mark the current thread as running a rebalance callback (commits go async)."""
+        self._callback_thread = threading.get_ident()
         try:
-            self._consumer.commit(
-                {
-                    TopicPartition(partition.topic, partition.partition): OffsetAndMetadata(
-                        offset, "", -1
-                    )
-                    for partition, offset in offsets.items()
-                },
-                timeout_ms=self._settings.request_timeout_ms,
-            )
+            yield
+        finally:
+            self._callback_thread = None
+
+    def commit(self, offsets: Mapping[Partition, int]) -> None:
+        kafka_offsets = {
+            TopicPartition(partition.topic, partition.partition): OffsetAndMetadata(offset, "", -1)
+            for partition, offset in offsets.items()
+        }
+        if self._callback_thread == threading.get_ident():
+            self._consumer.commit_async(kafka_offsets)
+            return
+        try:
+            self._consumer.commit(kafka_offsets, timeout_ms=self._settings.request_timeout_ms)
         except _LOST_GENERATION_ERRORS as error:
             raise CommitFailedError(str(error)) from error
 
