@@ -27,6 +27,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], str]] = {
     "object_store": ("bench/object_store_bench.py", [], "object-store throughput, local and S3"),
     "bus": ("bench/bus_bench.py", [], "Kafka produce/consume throughput on loopback"),
     "engine": ("bench/engine_bench.py", [], "CPU generation engine throughput, tiny model"),
+    "reward_service": (
+        "bench/reward_service_bench.py",
+        [],
+        "reward scorer throughput and Score/ScoreBatch latency",
+    ),
     "ssb_service": (
         "bench/ssb_service_bench.py",
         [],
