@@ -37,6 +37,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], str]] = {
         [],
         "SSB store ingestion, Sample latency and snapshot cost",
     ),
+    "pipeline": (
+        "bench/pipeline_bench.py",
+        [],
+        "stage throughput through the real broker and the platform's overhead",
+    ),
     "rollout": (
         "bench/rollout_service_bench.py",
         [],
