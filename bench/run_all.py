@@ -69,7 +69,11 @@ def run_one(name: str) -> str:
             f"Failed with exit code {completed.returncode}:\n\n```\n{completed.stderr[-3000:]}\n```"
         )
     else:
-        body = completed.stdout.strip()
+        # A benchmark's own title becomes a sub-heading of its section.
+        body = "\n".join(
+            f"###{line[1:]}" if line.startswith("# ") else line
+            for line in completed.stdout.strip().splitlines()
+        )
     print(f"{name}: {elapsed:.0f} s, exit {completed.returncode}", file=sys.stderr)
     return f"## {purpose}\n\nCommand: `{shown}` ({elapsed:.0f} s)\n\n{body}\n"
 
