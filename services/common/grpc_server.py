@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from types import FrameType
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -99,3 +100,25 @@ def stop_on_signals(on_stop: Callable[[], None]) -> threading.Event:
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     return stop
+
+
+class RunnableService(Protocol):
+    """What ``run_until_signal`` drives: a service with ``start()`` and ``stop()``."""
+
+    def start(self) -> int: ...
+
+    def stop(self) -> None: ...
+
+
+def run_until_signal(service: RunnableService, name: str) -> None:
+    """Start ``service``, block until SIGTERM or SIGINT, stop it cleanly and return."""
+    service.start()
+    stopped = threading.Event()
+
+    def stop() -> None:
+        service.stop()
+        stopped.set()
+
+    stop_on_signals(stop)
+    stopped.wait()
+    logger.info("%s service stopped", name)

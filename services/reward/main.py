@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hybridrl_services.common.grpc_server import ServiceServer, stop_on_signals
+from hybridrl_services.common.grpc_server import ServiceServer, run_until_signal
 from hybridrl_services.reward.messages import PromptImages
 from hybridrl_services.reward.reward_model_source import load_reward_model
 from hybridrl_services.reward.servicer import SERVICE_NAME, RewardServicer
@@ -202,13 +202,4 @@ def serve(config_file: Path | None = None, **overrides: Any) -> None:
     """Run the reward service until SIGTERM or SIGINT."""
     settings = RewardSettings.load(config_file, **overrides)
     service = build_service(settings)
-    service.start()
-    stopped = threading.Event()
-
-    def stop() -> None:
-        service.stop()
-        stopped.set()
-
-    stop_on_signals(stop)
-    stopped.wait()
-    logger.info("reward service stopped")
+    run_until_signal(service, "reward")

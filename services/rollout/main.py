@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hybridrl_services.common.grpc_server import ServiceServer, stop_on_signals
+from hybridrl_services.common.grpc_server import ServiceServer, run_until_signal
 from hybridrl_services.rollout.policy_engine import build_policy_engine
 from hybridrl_services.rollout.policy_watch import KafkaPolicyTail, PolicyWatcher
 from hybridrl_services.rollout.servicer import SERVICE_NAME, RolloutServicer
@@ -175,13 +175,4 @@ def serve(config_file: Path | None = None, **overrides: Any) -> None:
     """Run the rollout service until SIGTERM or SIGINT."""
     settings = RolloutSettings.load(config_file, **overrides)
     service = build_service(settings)
-    service.start()
-    stopped = threading.Event()
-
-    def stop() -> None:
-        service.stop()
-        stopped.set()
-
-    stop_on_signals(stop)
-    stopped.wait()
-    logger.info("rollout service stopped")
+    run_until_signal(service, "rollout")

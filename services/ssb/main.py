@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hybridrl_services.common.grpc_server import ServiceServer, stop_on_signals
+from hybridrl_services.common.grpc_server import ServiceServer, run_until_signal
 from hybridrl_services.ssb.servicer import SERVICE_NAME, BufferServicer
 from hybridrl_services.ssb.settings import SSBSettings
 from hybridrl_services.ssb.worker import ScoredEventConsumer
@@ -167,12 +167,4 @@ def serve(config_file: Path | None = None, **overrides: Any) -> None:
     """Run the SSB store service until SIGTERM or SIGINT."""
     settings = SSBSettings.load(config_file, **overrides)
     service = build_service(settings)
-    service.start()
-    stopped = threading.Event()
-
-    def stop() -> None:
-        service.stop()
-        stopped.set()
-
-    stop_on_signals(stop)
-    stopped.wait()
+    run_until_signal(service, "ssb")

@@ -7,7 +7,6 @@ with deadlines; the first join of a consumer group takes about 3 s.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from hybridrl.bus.topics import (
     list_topics,
 )
 from hybridrl.config.kafka import KafkaSettings
-from hybridrl.local import LocalKafkaBroker
+from hybridrl.local import LocalKafkaBroker, wait_until
 from hybridrl.proto.schema import SCHEMA_VERSION
 from hybridrl.proto.v1 import events_pb2
 
@@ -72,11 +71,7 @@ def rollout(group: str, index: int, **fields: object) -> events_pb2.RolloutEvent
 
 
 def wait_for(condition: Callable[[], bool], what: str, deadline_s: float = 20.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {deadline_s} s")
-        time.sleep(0.05)
+    wait_until(condition, what, deadline_s, 0.05)
 
 
 @pytest.fixture

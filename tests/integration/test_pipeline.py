@@ -9,7 +9,6 @@ samples whose advantages are eq. 6 of the rewards the reward service put on the 
 from __future__ import annotations
 
 import sys
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -28,7 +27,14 @@ from hybridrl.bus.reader import read_all
 from hybridrl.bus.topics import Topics, create_topics, default_topic_specs
 from hybridrl.config.kafka import KafkaSettings
 from hybridrl.config.object_store import ObjectStoreSettings
-from hybridrl.local import ChildProcess, LocalKafkaBroker, LocalS3Server, free_port, grpc_serving
+from hybridrl.local import (
+    ChildProcess,
+    LocalKafkaBroker,
+    LocalS3Server,
+    free_port,
+    grpc_serving,
+    wait_until,
+)
 from hybridrl.local.object_server import LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY
 from hybridrl.proto.schema import SCHEMA_VERSION
 from hybridrl.proto.v1 import buffer_pb2, buffer_pb2_grpc, events_pb2
@@ -42,11 +48,7 @@ GROUP_SIZE = 4
 
 
 def wait_for(condition: Callable[[], bool], what: str, deadline_s: float = 90.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {deadline_s} s")
-        time.sleep(0.2)
+    wait_until(condition, what, deadline_s, 0.2)
 
 
 @pytest.fixture

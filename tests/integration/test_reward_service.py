@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
 import yaml
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hybridrl.algo.samples import group_id_for, sample_id_for
 from hybridrl.bus.codec import SCHEMA_VERSION_MISMATCH, UNDECODABLE, decode
@@ -30,7 +27,7 @@ from hybridrl.bus.producer import EventProducer
 from hybridrl.bus.reader import consumer_lag, read_all
 from hybridrl.bus.topics import Topics, create_topics, default_topic_specs
 from hybridrl.config.kafka import KafkaSettings
-from hybridrl.local import ChildProcess, LocalKafkaBroker, free_port
+from hybridrl.local import ChildProcess, LocalKafkaBroker, free_port, grpc_serving, wait_until
 from hybridrl.models.images import encode_png, inline_image_ref
 from hybridrl.proto.schema import SCHEMA_VERSION
 from hybridrl.proto.tensor_codec import tensor_from_array
@@ -43,22 +40,7 @@ UNSURE = "<think>hmm</think> I am not sure."
 
 
 def wait_for(condition: Callable[[], bool], what: str, deadline_s: float = 30.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {deadline_s} s")
-        time.sleep(0.1)
-
-
-def serving(port: int) -> bool:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=0.5
-            )
-        except grpc.RpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    wait_until(condition, what, deadline_s, 0.1)
 
 
 def rollout(
@@ -127,7 +109,7 @@ def run(kafka_broker: LocalKafkaBroker, tmp_path: Path) -> Iterator[Run]:
     service = ChildProcess(
         "reward service",
         [sys.executable, "-m", "hybridrl", "serve", "reward", "--config", str(config)],
-        ready=lambda: serving(port),
+        ready=lambda: grpc_serving(port),
         log_path=tmp_path / "reward.log",
         start_timeout=START_TIMEOUT_S,
     )

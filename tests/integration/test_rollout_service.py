@@ -10,7 +10,6 @@ check reports SERVING. Waits are loops with deadlines.
 from __future__ import annotations
 
 import sys
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -20,7 +19,6 @@ from pathlib import Path
 import grpc
 import pytest
 import yaml
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hybridrl_services.rollout.worker import WORKER_HEADER
 from pydantic import SecretStr
 
@@ -30,7 +28,14 @@ from hybridrl.bus.reader import read_all
 from hybridrl.bus.topics import Topics, create_topics, default_topic_specs
 from hybridrl.config.kafka import KafkaSettings
 from hybridrl.config.object_store import ObjectStoreSettings
-from hybridrl.local import ChildProcess, LocalKafkaBroker, LocalS3Server, free_port
+from hybridrl.local import (
+    ChildProcess,
+    LocalKafkaBroker,
+    LocalS3Server,
+    free_port,
+    grpc_serving,
+    wait_until,
+)
 from hybridrl.local.object_server import LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY
 from hybridrl.models.policy_checkpoint import save_policy
 from hybridrl.proto.schema import SCHEMA_VERSION
@@ -46,11 +51,7 @@ START_TIMEOUT_S = 60.0
 
 
 def wait_for(condition: Callable[[], bool], what: str, deadline_s: float = 30.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {deadline_s} s")
-        time.sleep(0.1)
+    wait_until(condition, what, deadline_s, 0.1)
 
 
 @dataclass
@@ -103,24 +104,13 @@ class Run:
         return found
 
 
-def serving(port: int) -> bool:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=0.5
-            )
-        except grpc.RpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-
 def start_worker(run: Run, name: str, **overrides: object) -> tuple[ChildProcess, int]:
     port = free_port()
     config = run.worker_config(name, port, **overrides)
     process = ChildProcess(
         f"rollout worker {name}",
         [sys.executable, "-m", "hybridrl", "serve", "rollout", "--config", str(config)],
-        ready=lambda: serving(port),
+        ready=lambda: grpc_serving(port),
         log_path=run.directory / f"{name}.log",
         start_timeout=START_TIMEOUT_S,
     )

@@ -11,7 +11,6 @@ returns the same batch, and fresh samples served before are not served again.
 from __future__ import annotations
 
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ import grpc
 import numpy as np
 import pytest
 import yaml
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import SecretStr
 
 from hybridrl.algo.samples import group_id_for, sample_id_for
@@ -29,7 +27,14 @@ from hybridrl.bus.producer import EventProducer
 from hybridrl.bus.topics import Topics, create_topics, default_topic_specs
 from hybridrl.config.kafka import KafkaSettings
 from hybridrl.config.object_store import ObjectStoreSettings
-from hybridrl.local import ChildProcess, LocalKafkaBroker, LocalS3Server, free_port
+from hybridrl.local import (
+    ChildProcess,
+    LocalKafkaBroker,
+    LocalS3Server,
+    free_port,
+    grpc_serving,
+    wait_until,
+)
 from hybridrl.local.object_server import LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY
 from hybridrl.proto.schema import SCHEMA_VERSION
 from hybridrl.proto.tensor_codec import array_from_tensor, tensor_from_array
@@ -47,22 +52,7 @@ PAIR = 0.7071062811869011
 
 
 def wait_for(condition: Callable[[], bool], what: str, deadline_s: float = 30.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {deadline_s} s")
-        time.sleep(0.1)
-
-
-def serving(port: int) -> bool:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=0.5
-            )
-        except grpc.RpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    wait_until(condition, what, deadline_s, 0.1)
 
 
 @dataclass
@@ -102,7 +92,7 @@ class Run:
         process = ChildProcess(
             f"ssb {name}",
             [sys.executable, "-m", "hybridrl", "serve", "ssb", "--config", str(self.config())],
-            ready=lambda: serving(self.port),
+            ready=lambda: grpc_serving(self.port),
             log_path=self.directory / f"{name}.log",
             start_timeout=START_TIMEOUT_S,
         )

@@ -6,7 +6,14 @@ services run on a laptop, in CI and in the tests.
 
 from hybridrl.local.broker import LocalKafkaBroker
 from hybridrl.local.child_process import ChildProcess, free_port
-from hybridrl.local.health import grpc_serving
+from hybridrl.local.health import grpc_serving, wait_until
 from hybridrl.local.object_server import LocalS3Server
 
-__all__ = ["ChildProcess", "LocalKafkaBroker", "LocalS3Server", "free_port", "grpc_serving"]
+__all__ = [
+    "ChildProcess",
+    "LocalKafkaBroker",
+    "LocalS3Server",
+    "free_port",
+    "grpc_serving",
+    "wait_until",
+]
