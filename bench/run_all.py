@@ -42,6 +42,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], str]] = {
         [],
         "stage throughput through the real broker and the platform's overhead",
     ),
+    "learning_curve": (
+        "bench/learning_curve.py",
+        ["--seeds", "0", "1"],
+        "MPO + GRPO learning on the tiny model, with and without SSB",
+    ),
     "rollout": (
         "bench/rollout_service_bench.py",
         [],

@@ -135,7 +135,7 @@ def _draw_counting(rng: np.random.Generator) -> tuple[Image, str, str]:
     image = _blank()
     for cell in cells:
         _paint_square(image, int(cell), int(rng.integers(4, 7)), colour)
-    return image, str(count), f"I count {count} shapes."
+    return image, str(count), f"{count} shapes"
 
 
 def _draw_colour(rng: np.random.Generator) -> tuple[Image, str, str]:
@@ -143,7 +143,7 @@ def _draw_colour(rng: np.random.Generator) -> tuple[Image, str, str]:
     name = list(_COLOURS)[index]
     image = _blank()
     _paint_square(image, int(rng.integers(0, 16)), int(rng.integers(4, 7)), _COLOURS[name])
-    return image, _COLOUR_LETTERS[index], f"The shape is {name}."
+    return image, _COLOUR_LETTERS[index], name
 
 
 def _draw_position(rng: np.random.Generator) -> tuple[Image, str, str]:
@@ -153,7 +153,7 @@ def _draw_position(rng: np.random.Generator) -> tuple[Image, str, str]:
     colour = _COLOURS[str(rng.choice(list(_COLOURS)))]
     image = _blank()
     _paint_square(image, cell, int(rng.integers(4, 7)), colour)
-    return image, side, f"The shape is on the {side}."
+    return image, side, side
 
 
 def _paint_digit(image: Image, digit: int, top: int, left: int, scale: int) -> None:
@@ -170,7 +170,7 @@ def _draw_digit_sum(rng: np.random.Generator) -> tuple[Image, str, str]:
     top = int(rng.integers(2, IMAGE_SIZE - 5 * scale - 2))
     _paint_digit(image, first, top, int(rng.integers(1, 8)), scale)
     _paint_digit(image, second, top, int(rng.integers(17, 24)), scale)
-    return image, str(first + second), f"The digits are {first} and {second}."
+    return image, str(first + second), f"{first} and {second}"
 
 
 _DRAWERS = {
