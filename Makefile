@@ -15,14 +15,15 @@ $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# Idle OpenMP threads must sleep, not spin: the local run shares two cores among many processes.
 demo: $(STAMP)
-	$(PY) -m hybridrl demo
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m hybridrl demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check libs tests bench protos services

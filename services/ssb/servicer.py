@@ -4,7 +4,9 @@ A translation between ``protos/hybridrl/v1/buffer.proto`` and ``hybridrl.replay`
 
 - ``Sample`` waits for enough fresh samples (pairs) up to ``max_wait_s`` and never past the
   call's deadline, then returns what is ready, possibly fewer than asked (the learner polls
-  again); a retry for the same (learner_step, learner_rank) gets the same batch.
+  again); a retry for the same (learner_step, learner_rank) gets the same batch. A GRPO batch
+  also says what the fresh rollouts it consumed looked like (``GrpoBatch`` fields 2-5), the
+  zero-advantage ones the learner never receives included.
 - Bad requests answer INVALID_ARGUMENT: another schema version, an unset kind, batch_size 0 or
   above ``max_batch_size``, learner_rank >= learner_world_size, a retry with another size.
 - ``Snapshot`` asks the consumer thread for a snapshot and waits for it within the deadline:
@@ -30,7 +32,13 @@ from hybridrl.algo.samples import ScoredResponse
 from hybridrl.proto.schema import SCHEMA_VERSION, check_schema_version
 from hybridrl.proto.tensor_codec import tensor_from_array
 from hybridrl.proto.v1 import buffer_pb2, buffer_pb2_grpc, common_pb2
-from hybridrl.replay.records import SamplePayload, ServedSample, pair_id_for
+from hybridrl.replay.records import (
+    GrpoBatch,
+    RewardBreakdown,
+    SamplePayload,
+    ServedSample,
+    pair_id_for,
+)
 from hybridrl.replay.shard import ReplayShard
 from hybridrl.replay.snapshots import SavedSnapshot
 from hybridrl.store.object_store import ObjectStoreError
@@ -57,6 +65,13 @@ def _images(payload: SamplePayload) -> list[common_pb2.ImageRef]:
     return [common_pb2.ImageRef.FromString(image) for image in payload.images]
 
 
+def reward_parts_message(parts: RewardBreakdown) -> common_pb2.RewardParts:
+    """The parts of eq. (7) as the proto carries them."""
+    return common_pb2.RewardParts(
+        rule=parts.rule, model=parts.model, format=parts.format, total=parts.total
+    )
+
+
 def grpo_sample_message(served: ServedSample) -> buffer_pb2.GrpoSample:
     """One served sample as the learner receives it."""
     response = served.response
@@ -78,10 +93,22 @@ def grpo_sample_message(served: ServedSample) -> buffer_pb2.GrpoSample:
         ),
         payload_uri=payload.payload_uri,
         payload_sha256=payload.payload_sha256,
+        reward_parts=reward_parts_message(payload.reward_parts),
     )
     if not payload.payload_uri:
         message.behaviour_logprobs.CopyFrom(tensor_from_array(payload.behaviour_logprobs))
     return message
+
+
+def grpo_batch_message(batch: GrpoBatch) -> buffer_pb2.GrpoBatch:
+    """The served samples and what the fresh rollouts the batch consumed looked like."""
+    return buffer_pb2.GrpoBatch(
+        samples=[grpo_sample_message(served) for served in batch.samples],
+        fresh_offered=batch.fresh_offered,
+        fresh_zero_advantage=batch.fresh_zero_advantage,
+        fresh_reward_mean=reward_parts_message(batch.fresh_reward_mean),
+        fresh_response_length_mean=batch.fresh_response_length_mean,
+    )
 
 
 def _candidate(response: ScoredResponse[SamplePayload]) -> buffer_pb2.PairCandidate:
@@ -142,10 +169,7 @@ class BufferServicer(buffer_pb2_grpc.BufferServiceServicer):
             if request.kind == buffer_pb2.BATCH_KIND_GRPO:
                 batch = self._shard.next_grpo_batch(*arguments, wait_s=wait_s)
                 return buffer_pb2.SampleResponse(
-                    schema_version=SCHEMA_VERSION,
-                    grpo=buffer_pb2.GrpoBatch(
-                        samples=[grpo_sample_message(served) for served in batch.samples]
-                    ),
+                    schema_version=SCHEMA_VERSION, grpo=grpo_batch_message(batch)
                 )
             pairs = self._shard.next_mpo_batch(*arguments, wait_s=wait_s)
             return buffer_pb2.SampleResponse(

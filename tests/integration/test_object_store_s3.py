@@ -25,8 +25,10 @@ from hybridrl.local import LocalS3Server, free_port
 from hybridrl.local.object_server import LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY
 from hybridrl.store import (
     CheckpointCorrupt,
+    CheckpointExists,
     CheckpointStore,
     ClaimCheckStore,
+    FileEntry,
     LocalObjectStore,
     ObjectNotFound,
     ObjectStore,
@@ -238,6 +240,37 @@ def test_prefixes_keep_runs_apart_in_one_bucket(settings: ObjectStoreSettings) -
     assert [info.key for info in run_1.list()] == ["w"]
     assert run_1.get_bytes("w") == b"1"
     assert raw_client(settings).get_object(bucket, "team/run-10/w").read() == b"10"
+
+
+def test_a_checkpoint_written_by_two_processes_is_committed_by_one(
+    settings: ObjectStoreSettings, tmp_path: Path
+) -> None:
+    bucket = unique_bucket()
+    # Each learner rank has its own client on the shared bucket.
+    rank0 = CheckpointStore(open_object_store(f"s3://{bucket}/run", settings), "ckpt")
+    rank1 = CheckpointStore(open_object_store(f"s3://{bucket}/run", settings), "ckpt")
+    rank0.write_shard(3, "leftover.bin", b"an earlier attempt")
+    shard = tmp_path / "rank1.pt"
+    shard.write_bytes(b"rank 1 state")
+    entries = {
+        "rank0.pt": rank0.write_shard(3, "rank0.pt", b"abc"),
+        "rank1.pt": rank1.write_shard(3, "rank1.pt", shard),
+    }
+    assert entries["rank0.pt"] == FileEntry(size=3, sha256=hashlib.sha256(b"abc").hexdigest())
+    assert rank0.latest() is None
+    with pytest.raises(CheckpointCorrupt, match=r"rank2\.pt is not stored"):
+        rank0.commit(3, {**entries, "rank2.pt": entries["rank0.pt"]}, {})
+    assert rank1.latest() is None
+    ref = rank0.commit(3, entries, {"policy_version": 1})
+    assert rank1.latest() == ref
+    assert rank1.load_file(ref, "rank1.pt") == b"rank 1 state"
+    assert [info.key for info in rank1.store.list("ckpt/")] == [
+        "ckpt/step-000000003/manifest.json",
+        "ckpt/step-000000003/rank0.pt",
+        "ckpt/step-000000003/rank1.pt",
+    ]
+    with pytest.raises(CheckpointExists):
+        rank1.commit(3, entries, {})
 
 
 def test_a_20_mb_file_goes_up_in_parts_and_comes_back_whole(

@@ -219,6 +219,12 @@ def test_ssb_serves_eq6_batches_and_recovers_from_a_kill_after_a_snapshot(run: R
         assert list(b0.response_token_ids) == [100]  # fetched from the claim check
         assert array_from_tensor(b0.behaviour_logprobs).tolist() == [-0.75]
         assert {s.origin for s in first.grpo.samples} == {buffer_pb2.SAMPLE_ORIGIN_FRESH}
+        # All ten fresh samples were taken, z's four without signal; rewards 1 + 4 + 3 + 1 of
+        # 10 (rule only), one token each (b's fetched from its claim check).
+        assert (first.grpo.fresh_offered, first.grpo.fresh_zero_advantage) == (10, 4)
+        assert first.grpo.fresh_reward_mean == common_pb2.RewardParts(rule=0.9, total=0.9)
+        assert first.grpo.fresh_response_length_mean == 1.0
+        assert b0.reward_parts == common_pb2.RewardParts(rule=3.0, total=3.0)
         counted = stats(channel)
         assert (counted.groups_seen, counted.groups_dropped_zero_variance) == (3, 1)
         assert counted.effective_sample_ratio == pytest.approx(2 / 3)
@@ -250,7 +256,10 @@ def test_ssb_serves_eq6_batches_and_recovers_from_a_kill_after_a_snapshot(run: R
         assert stub.Sample(grpo_request(step=0, batch_size=10), timeout=10) == first
         # Step 1 takes c and d (d has no signal) and fills two places from the buffer, which
         # now holds step 0's effective samples; nothing of step 0 comes back as fresh.
-        second = stub.Sample(grpo_request(step=1, batch_size=4), timeout=10).grpo.samples
+        second_batch = stub.Sample(grpo_request(step=1, batch_size=4), timeout=10).grpo
+        second = second_batch.samples
+        assert (second_batch.fresh_offered, second_batch.fresh_zero_advantage) == (4, 2)
+        assert second_batch.fresh_reward_mean == common_pb2.RewardParts(rule=3.0, total=3.0)
         fresh = {
             s.sample_id: s.advantage for s in second if s.origin == buffer_pb2.SAMPLE_ORIGIN_FRESH
         }

@@ -7,6 +7,7 @@ import typer
 from hybridrl import __version__
 from hybridrl.cli.algo import algo_app
 from hybridrl.cli.demo import demo
+from hybridrl.cli.report import report
 from hybridrl.cli.reward import reward_app
 from hybridrl.cli.score import score
 from hybridrl.cli.serve import serve
@@ -24,6 +25,7 @@ app.add_typer(topics_app, name="topics")
 app.command("serve")(serve)
 app.command("score")(score)
 app.command("demo")(demo)
+app.command("report")(report)
 
 
 @app.command()

@@ -12,7 +12,7 @@ from hybridrl.learner.collate import (
 )
 from hybridrl.learner.evaluation import EvalResult, evaluate, task_request
 from hybridrl.learner.rollouts import RolloutPayload, sample_groups, score_group
-from hybridrl.learner.steps import StepOutput, grpo_step, mpo_step, token_logprobs
+from hybridrl.learner.steps import StepOutput, grpo_step, mpo_step, token_logprobs, zero_loss
 from hybridrl.learner.synchronous import StepRecord, SynchronousTrainer, TrainingReport
 from hybridrl.learner.warmup import (
     ReferenceExample,
@@ -46,4 +46,5 @@ __all__ = [
     "supervised_warmup",
     "task_request",
     "token_logprobs",
+    "zero_loss",
 ]

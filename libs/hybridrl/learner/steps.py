@@ -20,7 +20,7 @@ from hybridrl.config.losses import GRPOConfig, MPOConfig
 from hybridrl.learner.collate import GRPOBatch, PreferenceBatch, TokenBatch
 from hybridrl.models.vlm import VisionLanguageModel
 
-__all__ = ["StepOutput", "grpo_step", "mpo_step", "token_logprobs"]
+__all__ = ["StepOutput", "grpo_step", "mpo_step", "token_logprobs", "zero_loss"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,7 +45,8 @@ def token_logprobs(
     )
 
 
-def _zero_loss(model: VisionLanguageModel) -> torch.Tensor:
+def zero_loss(model: VisionLanguageModel) -> torch.Tensor:
+    """A zero loss whose gradient reaches every trainable parameter (as zeros)."""
     # Zero, yet connected to every trainable parameter: under DeepSpeed every rank must run
     # backward in every step, or the gradient all-reduce of the others waits for ever.
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
@@ -94,7 +95,7 @@ def grpo_step(
     fresh = versions >= current_policy_version - max_staleness
     stale = int((~fresh).sum())
     if not bool(fresh.any()):
-        zero = _zero_loss(model)
+        zero = zero_loss(model)
         return StepOutput(zero, {"loss": 0.0, "samples": 0.0, "stale_dropped": float(stale)})
     tokens = batch.tokens
     advantages = batch.advantages

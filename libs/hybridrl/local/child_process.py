@@ -13,6 +13,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+import psutil
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free on ``host`` now (the OS picks it)."""
@@ -29,6 +31,21 @@ def port_accepts(host: str, port: int, timeout: float = 0.2) -> bool:
             return True
     except OSError:
         return False
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        children: list[psutil.Process] = psutil.Process(pid).children(recursive=True)
+        return children
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _kill_all(processes: list[psutil.Process], timeout: float) -> None:
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(processes, timeout=timeout)
 
 
 class ChildProcess:
@@ -87,25 +104,37 @@ class ChildProcess:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code once the child has ended; None while it runs or before it starts."""
+        return None if self._process is None else self._process.poll()
+
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM the child's process group, wait ``grace`` seconds, then SIGKILL it."""
+        """SIGTERM the child's process group, wait ``grace`` seconds, then SIGKILL it and
+        every descendant still alive (a launcher such as torchrun starts its workers in
+        sessions of their own, out of reach of the group signal)."""
         process = self._process
         if process is not None and process.poll() is None:
+            descendants = _descendants(process.pid)
             self._signal_group(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 self._signal_group(process.pid, signal.SIGKILL)
                 process.wait(timeout=grace)
+            _kill_all(descendants, grace)
         if self._log is not None:
             self._log.close()
             self._log = None
 
     def kill(self) -> None:
-        """SIGKILL the child's process group at once, as a crashed pod would die."""
+        """SIGKILL the child, its process group and every descendant at once, as a crashed
+        pod dies."""
         if self._process is not None and self._process.poll() is None:
+            descendants = _descendants(self._process.pid)
             self._signal_group(self._process.pid, signal.SIGKILL)
             self._process.wait(timeout=10)
+            _kill_all(descendants, 10.0)
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_path.exists():

@@ -2,14 +2,17 @@
 
 ``LocalStack`` is what ``hybridrl demo`` runs and what a developer uses to try the platform
 without a cluster: it starts a Kafka-protocol broker and an S3 server on free loopback ports,
-creates the topics and the bucket, writes each service's YAML settings into the run directory
-and starts ``hybridrl serve rollout|reward|ssb`` as separate processes, waiting for each to
-report SERVING. ``stop()`` stops them in reverse order; every process's log stays in the run
+creates the topics and the bucket (``start_backends``), writes each service's YAML settings
+into the run directory and starts ``hybridrl serve rollout|reward|ssb`` as separate processes,
+waiting for each to report SERVING (``start_service``; ``start`` does both for all three).
+``start_learner`` launches the learner as a PyTorchJob would, under torchrun with one process
+per rank. ``stop()`` stops everything in reverse order; every process's log stays in the run
 directory.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +32,7 @@ from hybridrl.local.object_server import LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY, Loc
 from hybridrl.store.s3_object_store import S3ObjectStore
 
 SERVICES = ("rollout", "reward", "ssb")
+LEARNER = "learner"
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class LocalStack:
         logs = run_directory / "logs"
         self._broker = LocalKafkaBroker(logs)
         self._s3 = LocalS3Server(logs)
-        self.ports = {name: free_port() for name in SERVICES}
+        self.ports = {name: free_port() for name in (*SERVICES, LEARNER)}
         self._services: dict[str, ChildProcess] = {}
 
     @property
@@ -80,7 +84,14 @@ class LocalStack:
         return dict(self._services)
 
     def start(self) -> None:
-        """Start everything; on any failure, stop what was started and re-raise."""
+        """Start the backends and the three services; on any failure, stop what was started
+        and re-raise."""
+        self.start_backends()
+        for name in SERVICES:
+            self.start_service(name)
+
+    def start_backends(self) -> None:
+        """Broker, S3 server, topics and bucket; on failure, stop them and re-raise."""
         try:
             self._broker.start()
             self._s3.start()
@@ -89,13 +100,44 @@ class LocalStack:
                 default_topic_specs(self.topics, partitions=self.config.partitions),
             )
             S3ObjectStore.from_settings(self.object_store).ensure_bucket()
-            for name in SERVICES:
-                self._start_service(name)
         except BaseException:
             self.stop()
             raise
 
-    def _service_values(self, name: str) -> dict[str, Any]:
+    def start_service(self, name: str, overrides: dict[str, Any] | None = None) -> ChildProcess:
+        """Start one of ``SERVICES`` and wait until it reports SERVING; on failure, stop
+        everything and re-raise. ``overrides`` go over the config's settings for it."""
+        if name not in SERVICES:
+            raise ValueError(f"unknown service {name!r}; one of {SERVICES}")
+        try:
+            return self._start(name, ["serve", name], overrides)
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_learner(
+        self, ranks: int = 2, overrides: dict[str, Any] | None = None
+    ) -> ChildProcess:
+        """The learner under torchrun, ``ranks`` processes on this machine; returns once rank
+        0 reports SERVING (it has resumed or started and published its policy)."""
+        if ranks < 1:
+            raise ValueError(f"ranks must be >= 1, got {ranks}")
+        launcher = [
+            "-m",
+            "torch.distributed.run",
+            f"--nproc-per-node={ranks}",
+            f"--master-port={free_port()}",
+            "--max-restarts=0",
+            "-m",
+            "hybridrl",
+        ]
+        try:
+            return self._start(LEARNER, ["serve", LEARNER], overrides, launcher=launcher)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _service_values(self, name: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
         store = self.object_store
         values: dict[str, Any] = {
             "kafka": self.kafka.model_dump(mode="json", exclude_none=True),
@@ -108,29 +150,53 @@ class LocalStack:
             "topic_prefix": self.topics.prefix,
             "grpc": {"host": "127.0.0.1", "port": self.ports[name], "grace_seconds": 5.0},
         }
+        if name == LEARNER:
+            values["ssb_address"] = f"127.0.0.1:{self.ports['ssb']}"
         values.update(self.config.services.get(name, {}))
+        values.update(overrides or {})
         return values
 
-    def _start_service(self, name: str) -> None:
+    def _start(
+        self,
+        name: str,
+        command: list[str],
+        overrides: dict[str, Any] | None,
+        *,
+        launcher: list[str] | None = None,
+    ) -> ChildProcess:
         path = self.directory / "config" / f"{name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self._service_values(name), sort_keys=True))
+        path.write_text(yaml.safe_dump(self._service_values(name, overrides), sort_keys=True))
         port = self.ports[name]
+        # Spinning OpenMP threads of one process would steal the cores of the others.
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
         process = ChildProcess(
             name,
-            [sys.executable, "-m", "hybridrl", "serve", name, "--config", str(path)],
+            [
+                sys.executable,
+                *(launcher or ["-m", "hybridrl"]),
+                *command,
+                "--config",
+                str(path),
+            ],
             ready=lambda: grpc_serving(port),
             log_path=self.directory / "logs" / f"{name}.log",
+            env=env,
             start_timeout=self.config.start_timeout_seconds,
         )
         self._services[name] = process
         process.start()
+        return process
 
-    def stop(self) -> None:
-        """Stop the services (newest first), then the S3 server and the broker."""
+    def stop_services(self) -> None:
+        """Stop the services and the learner (newest first); the backends keep running."""
         for name in reversed(list(self._services)):
             self._services[name].stop(grace=15.0)
         self._services.clear()
+
+    def stop(self) -> None:
+        """Stop the services (newest first), then the S3 server and the broker."""
+        self.stop_services()
         self._s3.stop()
         self._broker.stop()
 

@@ -85,6 +85,31 @@ def _unshared_tensors(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
     return tensors
 
 
+def policy_checkpoint_files(
+    model: VisionLanguageModel, mode: FreezeMode, policy_version: int, step: int
+) -> tuple[dict[str, bytes], dict[str, JSONValue]]:
+    """The files of a policy checkpoint and its ``metadata["policy"]``, not yet written.
+
+    For writers that add files of their own to the same checkpoint (the learner's resumable
+    checkpoints are policy checkpoints too); ``save_policy`` writes exactly these.
+    """
+    kind = weights_kind(mode)
+    if isinstance(policy_version, bool) or not isinstance(policy_version, int):
+        raise ValueError(f"policy_version must be an int, got {policy_version!r}")
+    if policy_version < 0:
+        raise ValueError(f"policy_version must be >= 0, got {policy_version}")
+    state = trainable_state_dict(model, mode) if kind == "adapter" else model.state_dict()
+    policy: dict[str, JSONValue] = {
+        "mode": mode,
+        "weights": kind,
+        "policy_version": policy_version,
+        "step": step,
+        "weights_files": [POLICY_WEIGHTS_FILE],
+        "model_config": model.config.model_dump(mode="json"),
+    }
+    return {POLICY_WEIGHTS_FILE: save_safetensors(_unshared_tensors(state))}, policy
+
+
 def save_policy(
     checkpoint_store: CheckpointStore,
     step: int,
@@ -99,27 +124,11 @@ def save_policy(
     full ``state_dict``. ``extra_metadata`` must be JSON and may not use the key ``"policy"``.
     Announce the result with the digest ``checkpoint_store.manifest_sha256(ref)``.
     """
-    kind = weights_kind(mode)
-    if isinstance(policy_version, bool) or not isinstance(policy_version, int):
-        raise ValueError(f"policy_version must be an int, got {policy_version!r}")
-    if policy_version < 0:
-        raise ValueError(f"policy_version must be >= 0, got {policy_version}")
     extra = dict(extra_metadata or {})
     if POLICY_METADATA_KEY in extra:
         raise ValueError(f"extra_metadata may not use the reserved key {POLICY_METADATA_KEY!r}")
-    state = trainable_state_dict(model, mode) if kind == "adapter" else model.state_dict()
-    policy: dict[str, JSONValue] = {
-        "mode": mode,
-        "weights": kind,
-        "policy_version": policy_version,
-        "step": step,
-        "weights_files": [POLICY_WEIGHTS_FILE],
-        "model_config": model.config.model_dump(mode="json"),
-    }
-    payload = save_safetensors(_unshared_tensors(state))
-    return checkpoint_store.save(
-        step, {POLICY_WEIGHTS_FILE: payload}, {**extra, POLICY_METADATA_KEY: policy}
-    )
+    files, policy = policy_checkpoint_files(model, mode, policy_version, step)
+    return checkpoint_store.save(step, dict(files), {**extra, POLICY_METADATA_KEY: policy})
 
 
 def _policy_metadata(metadata: Mapping[str, Any], source: str) -> PolicyMetadata:

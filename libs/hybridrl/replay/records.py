@@ -10,7 +10,8 @@ serialized ``hybridrl.v1.ImageRef`` messages, which the store passes through.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import MISSING, dataclass, field, fields
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,6 +31,19 @@ class RewardBreakdown:
     rule: float = 0.0
     model: float = 0.0
     format: float = 0.0
+
+    @classmethod
+    def mean_of(cls, parts: Sequence[RewardBreakdown]) -> RewardBreakdown:
+        """The mean of each part over ``parts``; all zero when there are none."""
+        if not parts:
+            return cls(total=0.0)
+        count = len(parts)
+        return cls(
+            total=math.fsum(p.total for p in parts) / count,
+            rule=math.fsum(p.rule for p in parts) / count,
+            model=math.fsum(p.model for p in parts) / count,
+            format=math.fsum(p.format for p in parts) / count,
+        )
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -84,6 +98,16 @@ class SamplePayload:
     __hash__ = None  # type: ignore[assignment]  # mutable numpy inside: not hashable
 
 
+def mean_response_length(payloads: Sequence[SamplePayload]) -> float:
+    """Mean number of response tokens over the payloads that hold their tokens inline.
+
+    A payload behind a claim check (``payload_uri``) has no tokens here and an unknown
+    length, so it is left out rather than counted as empty; 0.0 when none is left.
+    """
+    lengths = [len(p.response_token_ids) for p in payloads if not p.payload_uri]
+    return sum(lengths) / len(lengths) if lengths else 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class ScoredSample:
     """One scored response on its way into a group: the response and where it belongs.
@@ -125,7 +149,9 @@ class GrpoBatch:
 
     Holds fewer than ``batch_size`` samples only when too few were ready before the wait ran
     out; ``fresh_offered`` counts the fresh samples taken from the queue for it, of which
-    ``fresh_zero_advantage`` had no learning signal and were dropped.
+    ``fresh_zero_advantage`` had no learning signal and were dropped. Over those
+    ``fresh_offered`` samples: ``fresh_reward_mean``, the mean of each part of eq. (7), and
+    ``fresh_response_length_mean`` (``mean_response_length``: claim-checked samples left out).
     """
 
     step: int
@@ -134,10 +160,25 @@ class GrpoBatch:
     samples: tuple[ServedSample, ...]
     fresh_offered: int = 0
     fresh_zero_advantage: int = 0
+    # New fields go last, with defaults: ``__setstate__`` fills them in for older snapshots.
+    fresh_reward_mean: RewardBreakdown = RewardBreakdown(total=0.0)
+    fresh_response_length_mean: float = 0.0
 
     @property
     def complete(self) -> bool:
         return len(self.samples) == self.batch_size
+
+    def __setstate__(self, state: Sequence[object]) -> None:
+        # A pickled frozen slots dataclass is the list of its field values in order; batches
+        # pickled in a snapshot before a field existed hold fewer, and the rest take defaults
+        # (the dataclass's own __setstate__ would leave them unset).
+        specs = fields(self)
+        absent = specs[len(state) :]
+        if len(state) > len(specs) or any(spec.default is MISSING for spec in absent):
+            raise ValueError(f"GrpoBatch state has {len(state)} values for {len(specs)} fields")
+        values = [*state, *(spec.default for spec in absent)]
+        for spec, value in zip(specs, values, strict=True):
+            object.__setattr__(self, spec.name, value)
 
 
 @dataclass(frozen=True, slots=True)

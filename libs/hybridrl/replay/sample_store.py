@@ -11,7 +11,9 @@ whose margin clears the threshold join the pair queue (``build_mpo_pairs``).
 A GRPO batch of ``batch_size`` takes ``batch_size`` fresh samples from the front of the queue
 (the rollouts a synchronous GRPO step would have used), drops the stale ones and those without
 signal (counted), and lets ``compose_batch`` fill the places left over from the Selective
-Sample Buffer, weighted by |A|. Served fresh samples are never served as fresh again; the
+Sample Buffer, weighted by |A|. The batch records what the fresh samples it consumed looked
+like (count, zero-advantage count, mean reward parts and response length), since the dropped
+ones never reach the learner. Served fresh samples are never served as fresh again; the
 effective ones enter the buffer once a request for a later step arrives, so that a sample is
 replayed only after it was trained on, and never twice within one step's batch (as
 ``compose_batch`` asks). Staleness is ``current_policy_version - policy_version``, bounded by
@@ -40,7 +42,14 @@ from hybridrl.config.buffer import MPOPairConfig, SSBConfig
 from hybridrl.config.losses import GRPOConfig
 from hybridrl.replay.config import SampleStoreConfig
 from hybridrl.replay.pair_queue import PairQueue
-from hybridrl.replay.records import GrpoBatch, MpoBatch, SamplePayload, ServedSample
+from hybridrl.replay.records import (
+    GrpoBatch,
+    MpoBatch,
+    RewardBreakdown,
+    SamplePayload,
+    ServedSample,
+    mean_response_length,
+)
 from hybridrl.replay.served_batches import RecentBatches
 from hybridrl.replay.stats import EffectiveRatioWindow
 
@@ -218,6 +227,8 @@ class SampleStore:
         self._fresh.extendleft(reversed(unused))
         if used:
             self._awaiting_buffer.append((step, [r for r, _ in used], [a for _, a in used]))
+        # Offered: what this batch consumed of the queue, with signal (served) or without.
+        offered = [r for r, a in taken if abs(a) <= tolerance] + [r for r, _ in used]
         self._counters["fresh_zero_advantage_dropped"] += len(taken) - len(effective)
         self._counters["samples_served_fresh"] += composed.fresh_count
         self._counters["samples_served_buffer"] += composed.buffered_count
@@ -234,8 +245,10 @@ class SampleStore:
                     strict=True,
                 )
             ),
-            fresh_offered=len(taken) - len(unused),
+            fresh_offered=len(offered),
             fresh_zero_advantage=len(taken) - len(effective),
+            fresh_reward_mean=RewardBreakdown.mean_of([r.payload.reward_parts for r in offered]),
+            fresh_response_length_mean=mean_response_length([r.payload for r in offered]),
         )
         if batch.samples:
             self._grpo_batches.put(rank, step, batch)

@@ -1,9 +1,9 @@
 """The manifest of a checkpoint: what ``manifest.json`` holds and how it is checked.
 
-Written last by ``CheckpointStore.save``, the manifest makes a checkpoint visible and records,
-for every file, its size and SHA-256, so a reader detects a missing, truncated or altered
-shard. Its bytes are canonical (sorted keys, fixed layout), and their SHA-256 is the digest
-the learner announces in a policy event.
+Written last by ``CheckpointStore.commit`` (``save`` ends with it), the manifest makes a
+checkpoint visible and records, for every file, its size and SHA-256, so a reader detects a
+missing, truncated or altered shard. Its bytes are canonical (sorted keys, fixed layout), and
+their SHA-256 is the digest the learner announces in a policy event.
 
 Layout (format 1)::
 
@@ -48,6 +48,21 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def validate_step(step: int) -> int:
+    """``step`` itself when it is a non-negative int (not a bool), else ``ValueError``."""
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"step must be a non-negative int, got {step!r}")
+    return step
+
+
+def validate_file_name(name: str) -> str:
+    """``name`` itself when it may name a file of a checkpoint (a key, not the manifest's)."""
+    validate_key(name)
+    if name == MANIFEST_NAME:
+        raise ValueError(f"{MANIFEST_NAME!r} is reserved for the checkpoint's manifest")
+    return name
+
+
 def validate_metadata(metadata: Mapping[str, JSONValue]) -> dict[str, Any]:
     """A JSON copy of ``metadata``; ``ValueError`` unless it is finite JSON with string keys.
 
@@ -81,6 +96,14 @@ class FileEntry:
 
     size: int
     sha256: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
+            raise ValueError(f"a file's size must be a non-negative int, got {self.size!r}")
+        if not isinstance(self.sha256, str) or not _SHA256_HEX.match(self.sha256):
+            raise ValueError(
+                f"a file's sha256 must be 64 lowercase hex digits, got {self.sha256!r}"
+            )
 
     def check(self, size: int, sha256: str, *, what: str) -> None:
         """``CheckpointCorrupt`` unless ``size`` and ``sha256`` are the recorded ones."""

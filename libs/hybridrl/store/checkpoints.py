@@ -6,10 +6,18 @@ workers load the weights a policy event points at; a restarted learner resumes f
 manifest does: the manifest, written after every shard, lists each file with its size and
 SHA-256, so a reader never trusts a half-written checkpoint and detects a damaged shard.
 
-Saving a step again: when a manifest for that step already exists, ``save`` refuses
-(``CheckpointExists``): a visible checkpoint is immutable, so a worker loading it can never
-mix two versions. Without a manifest (a save that died half-way), ``save`` overwrites the
-leftovers and removes stray files of the earlier attempt before writing the manifest.
+Several writers: learner ranks, separate processes maybe on separate machines, each hold
+their own shard files (DeepSpeed's ``zero_pp_rank_{r}_mp_rank_00_optim_states.pt``). Each
+uploads its files with ``write_shard``, which returns the file's manifest entry; once all have
+finished (a barrier), one process gathers the entries and ``commit``s them: it checks that
+every listed file is stored with its listed size, deletes the files of the step nobody listed,
+and writes the manifest last. ``save`` is the one-process case of the same two calls.
+
+Saving a step again: when a manifest for that step already exists, ``save``, ``write_shard``
+and ``commit`` refuse (``CheckpointExists``): a visible checkpoint is immutable, so a worker
+loading it can never mix two versions. Without a manifest (a save that died half-way), the
+leftovers are overwritten, and stray files of the earlier attempt removed before the manifest
+is written. Two processes committing one step at once are not detected: one process commits.
 """
 
 from __future__ import annotations
@@ -30,7 +38,9 @@ from hybridrl.store.checkpoint_manifest import (
     FileEntry,
     JSONValue,
     file_sha256,
+    validate_file_name,
     validate_metadata,
+    validate_step,
 )
 from hybridrl.store.local_object_store import write_file_atomically
 from hybridrl.store.object_store import (
@@ -110,43 +120,86 @@ class CheckpointStore:
         the data offsets there). A ``Path`` must not change while it is saved: its digest is
         taken before the upload.
         """
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(f"step must be a non-negative int, got {step!r}")
+        validate_step(step)
         if not files:
             raise ValueError("a checkpoint needs at least one file")
         for name, content in files.items():
-            validate_key(name)
-            if name == MANIFEST_NAME:
-                raise ValueError(f"{MANIFEST_NAME!r} is reserved for the checkpoint's manifest")
-            if not isinstance(content, bytes | Path):
-                raise ValueError(f"{name!r}: content must be bytes or a Path, not {type(content)}")
+            _check_file(name, content)
         # Checked before any shard is written, so bad metadata leaves nothing behind.
+        validate_metadata(metadata or {})
+        directory = self._refuse_committed(step)
+        entries = {name: self._upload(directory, name, content) for name, content in files.items()}
+        return self.commit(step, entries, metadata)
+
+    def write_shard(self, step: int, name: str, content: bytes | Path) -> FileEntry:
+        """Upload one file of checkpoint ``step`` before it is committed; its manifest entry.
+
+        Any process may call it (a file of the same name is replaced); the entries go to the
+        one process that calls ``commit``. ``CheckpointExists`` once the step is committed. A
+        ``Path`` must not change while it is uploaded: its digest is taken before.
+        """
+        validate_step(step)
+        _check_file(name, content)
+        return self._upload(self._refuse_committed(step), name, content)
+
+    def commit(
+        self,
+        step: int,
+        entries: Mapping[str, FileEntry],
+        metadata: Mapping[str, JSONValue] | None = None,
+    ) -> CheckpointRef:
+        """Make checkpoint ``step`` visible with the files ``entries`` lists: manifest last.
+
+        ``entries`` (name -> what ``write_shard`` returned, from every writer) must name files
+        already stored. Each must be there with its listed size, else ``CheckpointCorrupt``
+        and no manifest; digests are not read back here (that would download every shard):
+        readers check them on load. Files of the step that ``entries`` omits (an earlier
+        attempt's) are deleted. ``CheckpointExists`` when the step is committed already.
+        """
+        validate_step(step)
+        if not entries:
+            raise ValueError("a checkpoint needs at least one file")
+        for name, entry in entries.items():
+            validate_file_name(name)
+            if not isinstance(entry, FileEntry):
+                raise ValueError(f"{name!r}: entry must be a FileEntry, not {type(entry)}")
         checked_metadata = validate_metadata(metadata or {})
         directory = join_key(self._prefix, step_directory(step))
-        manifest_key = join_key(directory, MANIFEST_NAME)
-        if self._store.exists(manifest_key):
-            raise CheckpointExists(f"checkpoint {self._store.uri(directory + '/')} already exists")
-        entries: dict[str, FileEntry] = {}
-        for name, content in files.items():
-            if isinstance(content, Path):
-                entries[name] = FileEntry(size=content.stat().st_size, sha256=file_sha256(content))
-                self._store.put_file(join_key(directory, name), content)
-            else:
-                entries[name] = FileEntry(
-                    size=len(content), sha256=hashlib.sha256(content).hexdigest()
-                )
-                self._store.put_bytes(join_key(directory, name), content)
-        stray = [
-            info.key
+        # One listing tells whether the step is committed and what is stored, with sizes.
+        stored = {
+            info.key.removeprefix(directory + "/"): info.size
             for info in self._store.list(directory + "/")
-            if info.key.removeprefix(directory + "/") not in entries
-        ]
-        self._store.delete_many(stray)
-        manifest = CheckpointManifest(
-            step=step, created_at=self._clock(), files=entries, metadata=checked_metadata
+        }
+        if MANIFEST_NAME in stored:
+            raise CheckpointExists(f"checkpoint {self._store.uri(directory + '/')} already exists")
+        problems = _unmatched_entries(entries, stored)
+        if problems:
+            raise CheckpointCorrupt(
+                f"cannot commit {self._store.uri(directory + '/')}: " + "; ".join(problems)
+            )
+        self._store.delete_many(
+            [join_key(directory, name) for name in sorted(stored) if name not in entries]
         )
-        self._store.put_bytes(manifest_key, manifest.to_json_bytes())
+        manifest = CheckpointManifest(
+            step=step, created_at=self._clock(), files=dict(entries), metadata=checked_metadata
+        )
+        self._store.put_bytes(join_key(directory, MANIFEST_NAME), manifest.to_json_bytes())
         return self._ref(step, step_directory(step))
+
+    def _refuse_committed(self, step: int) -> str:
+        """The step's directory key; ``CheckpointExists`` when its manifest is stored."""
+        directory = join_key(self._prefix, step_directory(step))
+        if self._store.exists(join_key(directory, MANIFEST_NAME)):
+            raise CheckpointExists(f"checkpoint {self._store.uri(directory + '/')} already exists")
+        return directory
+
+    def _upload(self, directory: str, name: str, content: bytes | Path) -> FileEntry:
+        if isinstance(content, Path):
+            entry = FileEntry(size=content.stat().st_size, sha256=file_sha256(content))
+            self._store.put_file(join_key(directory, name), content)
+            return entry
+        self._store.put_bytes(join_key(directory, name), content)
+        return FileEntry(size=len(content), sha256=hashlib.sha256(content).hexdigest())
 
     def _scan(self) -> tuple[dict[int, str], dict[int, set[str]]]:
         """Complete checkpoints (step -> directory) and every step's object keys."""
@@ -279,6 +332,24 @@ class CheckpointStore:
                 keys = keys - {manifest_key}
             self._store.delete_many(sorted(keys))
         return doomed
+
+
+def _check_file(name: str, content: bytes | Path) -> None:
+    validate_file_name(name)
+    if not isinstance(content, bytes | Path):
+        raise ValueError(f"{name!r}: content must be bytes or a Path, not {type(content)}")
+
+
+def _unmatched_entries(entries: Mapping[str, FileEntry], stored: Mapping[str, int]) -> list[str]:
+    """What is wrong with ``entries`` given the stored sizes by name, one phrase a file."""
+    problems: list[str] = []
+    for name, entry in sorted(entries.items()):
+        size = stored.get(name)
+        if size is None:
+            problems.append(f"{name} is not stored")
+        elif size != entry.size:
+            problems.append(f"{name} has {size} bytes, its entry says {entry.size}")
+    return problems
 
 
 def open_checkpoint(

@@ -26,41 +26,41 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from hybridrl.proto.v1 import common_pb2 as hybridrl_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18hybridrl/v1/buffer.proto\x12\x0bhybridrl.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18hybridrl/v1/common.proto\"\xe0\x01\n\rSampleRequest\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.hybridrl.v1.BatchKind\x12\x12\n\nbatch_size\x18\x03 \x01(\r\x12\x1e\n\x16\x63urrent_policy_version\x18\x04 \x01(\x04\x12\x15\n\rmax_staleness\x18\x05 \x01(\x04\x12\x14\n\x0clearner_rank\x18\x06 \x01(\r\x12\x1a\n\x12learner_world_size\x18\x07 \x01(\r\x12\x14\n\x0clearner_step\x18\x08 \x01(\x04\"\xe5\x02\n\nGrpoSample\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x11\n\tprompt_id\x18\x03 \x01(\t\x12\x16\n\x0epolicy_version\x18\x04 \x01(\x04\x12\x18\n\x10prompt_token_ids\x18\x05 \x03(\r\x12\x1a\n\x12response_token_ids\x18\x06 \x03(\r\x12/\n\x12\x62\x65haviour_logprobs\x18\x07 \x01(\x0b\x32\x13.hybridrl.v1.Tensor\x12\x11\n\tadvantage\x18\x08 \x01(\x01\x12\x0e\n\x06reward\x18\t \x01(\x01\x12%\n\x06images\x18\n \x03(\x0b\x32\x15.hybridrl.v1.ImageRef\x12)\n\x06origin\x18\x0b \x01(\x0e\x32\x19.hybridrl.v1.SampleOrigin\x12\x13\n\x0bpayload_uri\x18\x0c \x01(\t\x12\x16\n\x0epayload_sha256\x18\r \x01(\t\"5\n\tGrpoBatch\x12(\n\x07samples\x18\x01 \x03(\x0b\x32\x17.hybridrl.v1.GrpoSample\"{\n\rPairCandidate\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x1a\n\x12response_token_ids\x18\x02 \x03(\r\x12\x0e\n\x06reward\x18\x03 \x01(\x01\x12\x13\n\x0bpayload_uri\x18\x04 \x01(\t\x12\x16\n\x0epayload_sha256\x18\x05 \x01(\t\"\xcf\x01\n\x0ePreferencePair\x12\x0f\n\x07pair_id\x18\x01 \x01(\t\x12\x11\n\tprompt_id\x18\x02 \x01(\t\x12\x18\n\x10prompt_token_ids\x18\x03 \x03(\r\x12%\n\x06images\x18\x04 \x03(\x0b\x32\x15.hybridrl.v1.ImageRef\x12*\n\x06\x63hosen\x18\x05 \x01(\x0b\x32\x1a.hybridrl.v1.PairCandidate\x12,\n\x08rejected\x18\x06 \x01(\x0b\x32\x1a.hybridrl.v1.PairCandidate\":\n\x0cMpoPairBatch\x12*\n\x05pairs\x18\x01 \x03(\x0b\x32\x1b.hybridrl.v1.PreferencePair\"\x89\x01\n\x0eSampleResponse\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12&\n\x04grpo\x18\x02 \x01(\x0b\x32\x16.hybridrl.v1.GrpoBatchH\x00\x12.\n\tmpo_pairs\x18\x03 \x01(\x0b\x32\x19.hybridrl.v1.MpoPairBatchH\x00\x42\x07\n\x05\x62\x61tch\"&\n\x0cStatsRequest\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\"\x99\x02\n\rStatsResponse\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x1e\n\x16\x65\x66\x66\x65\x63tive_sample_ratio\x18\x02 \x01(\x01\x12\x13\n\x0b\x62uffer_size\x18\x03 \x01(\x04\x12\x17\n\x0f\x62uffer_capacity\x18\x04 \x01(\x04\x12\x15\n\rstaleness_min\x18\x05 \x01(\x04\x12\x15\n\rstaleness_max\x18\x06 \x01(\x04\x12\x13\n\x0bgroups_seen\x18\x07 \x01(\x04\x12$\n\x1cgroups_dropped_zero_variance\x18\x08 \x01(\x04\x12\x1a\n\x12\x64uplicates_dropped\x18\t \x01(\x04\x12\x1d\n\x15newest_policy_version\x18\n \x01(\x04\")\n\x0fSnapshotRequest\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\"B\n\x0e\x43onsumerOffset\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"\xbc\x01\n\x10SnapshotResponse\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x14\n\x0csnapshot_uri\x18\x02 \x01(\t\x12\x35\n\x10\x63onsumer_offsets\x18\x03 \x03(\x0b\x32\x1b.hybridrl.v1.ConsumerOffset\x12\x13\n\x0b\x62uffer_size\x18\x04 \x01(\x04\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*V\n\tBatchKind\x12\x1a\n\x16\x42\x41TCH_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x42\x41TCH_KIND_GRPO\x10\x01\x12\x18\n\x14\x42\x41TCH_KIND_MPO_PAIRS\x10\x02*`\n\x0cSampleOrigin\x12\x1d\n\x19SAMPLE_ORIGIN_UNSPECIFIED\x10\x00\x12\x17\n\x13SAMPLE_ORIGIN_FRESH\x10\x01\x12\x18\n\x14SAMPLE_ORIGIN_BUFFER\x10\x02\x32\xdb\x01\n\rBufferService\x12\x41\n\x06Sample\x12\x1a.hybridrl.v1.SampleRequest\x1a\x1b.hybridrl.v1.SampleResponse\x12>\n\x05Stats\x12\x19.hybridrl.v1.StatsRequest\x1a\x1a.hybridrl.v1.StatsResponse\x12G\n\x08Snapshot\x12\x1c.hybridrl.v1.SnapshotRequest\x1a\x1d.hybridrl.v1.SnapshotResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18hybridrl/v1/buffer.proto\x12\x0bhybridrl.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18hybridrl/v1/common.proto\"\xe0\x01\n\rSampleRequest\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.hybridrl.v1.BatchKind\x12\x12\n\nbatch_size\x18\x03 \x01(\r\x12\x1e\n\x16\x63urrent_policy_version\x18\x04 \x01(\x04\x12\x15\n\rmax_staleness\x18\x05 \x01(\x04\x12\x14\n\x0clearner_rank\x18\x06 \x01(\r\x12\x1a\n\x12learner_world_size\x18\x07 \x01(\r\x12\x14\n\x0clearner_step\x18\x08 \x01(\x04\"\x95\x03\n\nGrpoSample\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x10\n\x08group_id\x18\x02 \x01(\t\x12\x11\n\tprompt_id\x18\x03 \x01(\t\x12\x16\n\x0epolicy_version\x18\x04 \x01(\x04\x12\x18\n\x10prompt_token_ids\x18\x05 \x03(\r\x12\x1a\n\x12response_token_ids\x18\x06 \x03(\r\x12/\n\x12\x62\x65haviour_logprobs\x18\x07 \x01(\x0b\x32\x13.hybridrl.v1.Tensor\x12\x11\n\tadvantage\x18\x08 \x01(\x01\x12\x0e\n\x06reward\x18\t \x01(\x01\x12%\n\x06images\x18\n \x03(\x0b\x32\x15.hybridrl.v1.ImageRef\x12)\n\x06origin\x18\x0b \x01(\x0e\x32\x19.hybridrl.v1.SampleOrigin\x12\x13\n\x0bpayload_uri\x18\x0c \x01(\t\x12\x16\n\x0epayload_sha256\x18\r \x01(\t\x12.\n\x0creward_parts\x18\x0e \x01(\x0b\x32\x18.hybridrl.v1.RewardParts\"\xc3\x01\n\tGrpoBatch\x12(\n\x07samples\x18\x01 \x03(\x0b\x32\x17.hybridrl.v1.GrpoSample\x12\x15\n\rfresh_offered\x18\x02 \x01(\r\x12\x1c\n\x14\x66resh_zero_advantage\x18\x03 \x01(\r\x12\x33\n\x11\x66resh_reward_mean\x18\x04 \x01(\x0b\x32\x18.hybridrl.v1.RewardParts\x12\"\n\x1a\x66resh_response_length_mean\x18\x05 \x01(\x01\"{\n\rPairCandidate\x12\x11\n\tsample_id\x18\x01 \x01(\t\x12\x1a\n\x12response_token_ids\x18\x02 \x03(\r\x12\x0e\n\x06reward\x18\x03 \x01(\x01\x12\x13\n\x0bpayload_uri\x18\x04 \x01(\t\x12\x16\n\x0epayload_sha256\x18\x05 \x01(\t\"\xcf\x01\n\x0ePreferencePair\x12\x0f\n\x07pair_id\x18\x01 \x01(\t\x12\x11\n\tprompt_id\x18\x02 \x01(\t\x12\x18\n\x10prompt_token_ids\x18\x03 \x03(\r\x12%\n\x06images\x18\x04 \x03(\x0b\x32\x15.hybridrl.v1.ImageRef\x12*\n\x06\x63hosen\x18\x05 \x01(\x0b\x32\x1a.hybridrl.v1.PairCandidate\x12,\n\x08rejected\x18\x06 \x01(\x0b\x32\x1a.hybridrl.v1.PairCandidate\":\n\x0cMpoPairBatch\x12*\n\x05pairs\x18\x01 \x03(\x0b\x32\x1b.hybridrl.v1.PreferencePair\"\x89\x01\n\x0eSampleResponse\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12&\n\x04grpo\x18\x02 \x01(\x0b\x32\x16.hybridrl.v1.GrpoBatchH\x00\x12.\n\tmpo_pairs\x18\x03 \x01(\x0b\x32\x19.hybridrl.v1.MpoPairBatchH\x00\x42\x07\n\x05\x62\x61tch\"&\n\x0cStatsRequest\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\"\x99\x02\n\rStatsResponse\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x1e\n\x16\x65\x66\x66\x65\x63tive_sample_ratio\x18\x02 \x01(\x01\x12\x13\n\x0b\x62uffer_size\x18\x03 \x01(\x04\x12\x17\n\x0f\x62uffer_capacity\x18\x04 \x01(\x04\x12\x15\n\rstaleness_min\x18\x05 \x01(\x04\x12\x15\n\rstaleness_max\x18\x06 \x01(\x04\x12\x13\n\x0bgroups_seen\x18\x07 \x01(\x04\x12$\n\x1cgroups_dropped_zero_variance\x18\x08 \x01(\x04\x12\x1a\n\x12\x64uplicates_dropped\x18\t \x01(\x04\x12\x1d\n\x15newest_policy_version\x18\n \x01(\x04\")\n\x0fSnapshotRequest\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\"B\n\x0e\x43onsumerOffset\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"\xbc\x01\n\x10SnapshotResponse\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x14\n\x0csnapshot_uri\x18\x02 \x01(\t\x12\x35\n\x10\x63onsumer_offsets\x18\x03 \x03(\x0b\x32\x1b.hybridrl.v1.ConsumerOffset\x12\x13\n\x0b\x62uffer_size\x18\x04 \x01(\x04\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*V\n\tBatchKind\x12\x1a\n\x16\x42\x41TCH_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x42\x41TCH_KIND_GRPO\x10\x01\x12\x18\n\x14\x42\x41TCH_KIND_MPO_PAIRS\x10\x02*`\n\x0cSampleOrigin\x12\x1d\n\x19SAMPLE_ORIGIN_UNSPECIFIED\x10\x00\x12\x17\n\x13SAMPLE_ORIGIN_FRESH\x10\x01\x12\x18\n\x14SAMPLE_ORIGIN_BUFFER\x10\x02\x32\xdb\x01\n\rBufferService\x12\x41\n\x06Sample\x12\x1a.hybridrl.v1.SampleRequest\x1a\x1b.hybridrl.v1.SampleResponse\x12>\n\x05Stats\x12\x19.hybridrl.v1.StatsRequest\x1a\x1a.hybridrl.v1.StatsResponse\x12G\n\x08Snapshot\x12\x1c.hybridrl.v1.SnapshotRequest\x1a\x1d.hybridrl.v1.SnapshotResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hybridrl.proto.v1.buffer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BATCHKIND']._serialized_start=1903
-  _globals['_BATCHKIND']._serialized_end=1989
-  _globals['_SAMPLEORIGIN']._serialized_start=1991
-  _globals['_SAMPLEORIGIN']._serialized_end=2087
+  _globals['_BATCHKIND']._serialized_start=2094
+  _globals['_BATCHKIND']._serialized_end=2180
+  _globals['_SAMPLEORIGIN']._serialized_start=2182
+  _globals['_SAMPLEORIGIN']._serialized_end=2278
   _globals['_SAMPLEREQUEST']._serialized_start=101
   _globals['_SAMPLEREQUEST']._serialized_end=325
   _globals['_GRPOSAMPLE']._serialized_start=328
-  _globals['_GRPOSAMPLE']._serialized_end=685
-  _globals['_GRPOBATCH']._serialized_start=687
-  _globals['_GRPOBATCH']._serialized_end=740
-  _globals['_PAIRCANDIDATE']._serialized_start=742
-  _globals['_PAIRCANDIDATE']._serialized_end=865
-  _globals['_PREFERENCEPAIR']._serialized_start=868
-  _globals['_PREFERENCEPAIR']._serialized_end=1075
-  _globals['_MPOPAIRBATCH']._serialized_start=1077
-  _globals['_MPOPAIRBATCH']._serialized_end=1135
-  _globals['_SAMPLERESPONSE']._serialized_start=1138
-  _globals['_SAMPLERESPONSE']._serialized_end=1275
-  _globals['_STATSREQUEST']._serialized_start=1277
-  _globals['_STATSREQUEST']._serialized_end=1315
-  _globals['_STATSRESPONSE']._serialized_start=1318
-  _globals['_STATSRESPONSE']._serialized_end=1599
-  _globals['_SNAPSHOTREQUEST']._serialized_start=1601
-  _globals['_SNAPSHOTREQUEST']._serialized_end=1642
-  _globals['_CONSUMEROFFSET']._serialized_start=1644
-  _globals['_CONSUMEROFFSET']._serialized_end=1710
-  _globals['_SNAPSHOTRESPONSE']._serialized_start=1713
-  _globals['_SNAPSHOTRESPONSE']._serialized_end=1901
-  _globals['_BUFFERSERVICE']._serialized_start=2090
-  _globals['_BUFFERSERVICE']._serialized_end=2309
+  _globals['_GRPOSAMPLE']._serialized_end=733
+  _globals['_GRPOBATCH']._serialized_start=736
+  _globals['_GRPOBATCH']._serialized_end=931
+  _globals['_PAIRCANDIDATE']._serialized_start=933
+  _globals['_PAIRCANDIDATE']._serialized_end=1056
+  _globals['_PREFERENCEPAIR']._serialized_start=1059
+  _globals['_PREFERENCEPAIR']._serialized_end=1266
+  _globals['_MPOPAIRBATCH']._serialized_start=1268
+  _globals['_MPOPAIRBATCH']._serialized_end=1326
+  _globals['_SAMPLERESPONSE']._serialized_start=1329
+  _globals['_SAMPLERESPONSE']._serialized_end=1466
+  _globals['_STATSREQUEST']._serialized_start=1468
+  _globals['_STATSREQUEST']._serialized_end=1506
+  _globals['_STATSRESPONSE']._serialized_start=1509
+  _globals['_STATSRESPONSE']._serialized_end=1790
+  _globals['_SNAPSHOTREQUEST']._serialized_start=1792
+  _globals['_SNAPSHOTREQUEST']._serialized_end=1833
+  _globals['_CONSUMEROFFSET']._serialized_start=1835
+  _globals['_CONSUMEROFFSET']._serialized_end=1901
+  _globals['_SNAPSHOTRESPONSE']._serialized_start=1904
+  _globals['_SNAPSHOTRESPONSE']._serialized_end=2092
+  _globals['_BUFFERSERVICE']._serialized_start=2281
+  _globals['_BUFFERSERVICE']._serialized_end=2500
 # @@protoc_insertion_point(module_scope)

@@ -144,6 +144,7 @@ class GrpoSample(_message.Message):
     ORIGIN_FIELD_NUMBER: _builtins.int
     PAYLOAD_URI_FIELD_NUMBER: _builtins.int
     PAYLOAD_SHA256_FIELD_NUMBER: _builtins.int
+    REWARD_PARTS_FIELD_NUMBER: _builtins.int
     sample_id: _builtins.str
     """RolloutEvent.sample_id; unique and deterministic."""
     group_id: _builtins.str
@@ -180,6 +181,10 @@ class GrpoSample(_message.Message):
     def images(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ImageRef]:
         """Images of the prompt; the learner needs them for the forward pass."""
 
+    @_builtins.property
+    def reward_parts(self) -> _common_pb2.RewardParts:
+        """The parts of the response's hybrid reward (eq. 7); reward_parts.total equals reward."""
+
     def __init__(
         self,
         *,
@@ -196,10 +201,11 @@ class GrpoSample(_message.Message):
         origin: Global___SampleOrigin.ValueType = ...,
         payload_uri: _builtins.str = ...,
         payload_sha256: _builtins.str = ...,
+        reward_parts: _common_pb2.RewardParts | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["behaviour_logprobs", b"behaviour_logprobs"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["behaviour_logprobs", b"behaviour_logprobs", "reward_parts", b"reward_parts"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advantage", b"advantage", "behaviour_logprobs", b"behaviour_logprobs", "group_id", b"group_id", "images", b"images", "origin", b"origin", "payload_sha256", b"payload_sha256", "payload_uri", b"payload_uri", "policy_version", b"policy_version", "prompt_id", b"prompt_id", "prompt_token_ids", b"prompt_token_ids", "response_token_ids", b"response_token_ids", "reward", b"reward", "sample_id", b"sample_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advantage", b"advantage", "behaviour_logprobs", b"behaviour_logprobs", "group_id", b"group_id", "images", b"images", "origin", b"origin", "payload_sha256", b"payload_sha256", "payload_uri", b"payload_uri", "policy_version", b"policy_version", "prompt_id", b"prompt_id", "prompt_token_ids", b"prompt_token_ids", "response_token_ids", b"response_token_ids", "reward", b"reward", "reward_parts", b"reward_parts", "sample_id", b"sample_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -207,23 +213,53 @@ Global___GrpoSample: _TypeAlias = GrpoSample  # noqa: Y015
 
 @_typing.final
 class GrpoBatch(_message.Message):
-    """A batch of GRPO samples."""
+    """A batch of GRPO samples, and what the fresh rollouts it consumed looked like. Fields 2-5
+    cover every fresh sample the batch took from the fresh queue, the zero-advantage ones it
+    dropped included, so the learner sees the rollouts' reward and effective-sample ratio
+    (1 - fresh_zero_advantage / fresh_offered) although only samples with signal are served.
+    Not counted: replayed (SAMPLE_ORIGIN_BUFFER) samples, stale fresh samples, and fresh ones left
+    in the queue for a later batch. A retry gets the same values, except after an empty batch,
+    which is not kept: the retry then reports what it takes itself.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     SAMPLES_FIELD_NUMBER: _builtins.int
+    FRESH_OFFERED_FIELD_NUMBER: _builtins.int
+    FRESH_ZERO_ADVANTAGE_FIELD_NUMBER: _builtins.int
+    FRESH_REWARD_MEAN_FIELD_NUMBER: _builtins.int
+    FRESH_RESPONSE_LENGTH_MEAN_FIELD_NUMBER: _builtins.int
+    fresh_offered: _builtins.int
+    """Fresh samples the batch took from the fresh queue, served or dropped for zero advantage."""
+    fresh_zero_advantage: _builtins.int
+    """Of fresh_offered, those whose advantage was zero (no learning signal): dropped, not served."""
+    fresh_response_length_mean: _builtins.float
+    """Mean number of response tokens over the fresh_offered samples whose tokens the buffer holds
+    inline; samples behind a claim check (payload_uri set) are left out, their length being
+    unknown to the buffer. 0 when no such sample was offered.
+    """
     @_builtins.property
     def samples(self) -> _containers.RepeatedCompositeFieldContainer[Global___GrpoSample]:
         """The samples, at most SampleRequest.batch_size."""
+
+    @_builtins.property
+    def fresh_reward_mean(self) -> _common_pb2.RewardParts:
+        """Mean of each reward part (eq. 7) over the fresh_offered samples; all zero when
+        fresh_offered is 0.
+        """
 
     def __init__(
         self,
         *,
         samples: _abc.Iterable[Global___GrpoSample] | None = ...,
+        fresh_offered: _builtins.int = ...,
+        fresh_zero_advantage: _builtins.int = ...,
+        fresh_reward_mean: _common_pb2.RewardParts | None = ...,
+        fresh_response_length_mean: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fresh_reward_mean", b"fresh_reward_mean"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["samples", b"samples"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fresh_offered", b"fresh_offered", "fresh_response_length_mean", b"fresh_response_length_mean", "fresh_reward_mean", b"fresh_reward_mean", "fresh_zero_advantage", b"fresh_zero_advantage", "samples", b"samples"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

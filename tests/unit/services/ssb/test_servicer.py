@@ -16,8 +16,8 @@ from hybridrl_services.ssb.servicer import SERVICE_NAME, BufferServicer, Snapsho
 from hybridrl.config.buffer import MPOPairConfig
 from hybridrl.config.service_settings import GrpcServerSettings
 from hybridrl.proto.schema import SCHEMA_VERSION
-from hybridrl.proto.tensor_codec import array_from_tensor
-from hybridrl.proto.v1 import buffer_pb2, buffer_pb2_grpc, events_pb2
+from hybridrl.proto.tensor_codec import array_from_tensor, tensor_from_array
+from hybridrl.proto.v1 import buffer_pb2, buffer_pb2_grpc, common_pb2, events_pb2
 from hybridrl.replay.shard import ReplayShard, ShardSettings
 from hybridrl.replay.snapshots import SavedSnapshot
 
@@ -98,8 +98,34 @@ def test_sample_returns_the_group_with_its_eq6_advantages(
     assert list(first.response_token_ids) == [10, 20]
     assert array_from_tensor(first.behaviour_logprobs).tolist() == [-0.5, -0.25]
     assert first.reward == 1.0
+    assert first.reward_parts == common_pb2.RewardParts(rule=1.0, total=1.0)
     assert first.origin == buffer_pb2.SAMPLE_ORIGIN_FRESH
     assert [image.uri for image in first.images] == ["s3://images/cat.png"]
+
+
+def test_grpo_batch_reports_the_fresh_samples_it_took_including_dropped_ones(
+    harness: Harness, make_event: EventFactory
+) -> None:
+    harness.feed(group(make_event, "same", [2.0, 2.0]))
+    mixed = group(make_event, "mixed", [1.0, 0.0])
+    mixed[0].reward.CopyFrom(common_pb2.RewardParts(rule=0.5, model=0.25, format=0.25, total=1.0))
+    mixed[1].rollout.response_token_ids.extend([30, 40])
+    mixed[1].rollout.behaviour_logprobs.CopyFrom(
+        tensor_from_array(np.array([-1.0, -1.0, -1.0, -1.0], dtype=np.float32))
+    )
+    harness.feed(mixed)
+    batch = harness.stub.Sample(sample_request(batch_size=4), timeout=10).grpo
+    assert [s.sample_id for s in batch.samples] == ["mixed/v0/0", "mixed/v0/1"]
+    assert batch.samples[0].reward_parts == common_pb2.RewardParts(
+        rule=0.5, model=0.25, format=0.25, total=1.0
+    )
+    assert (batch.fresh_offered, batch.fresh_zero_advantage) == (4, 2)
+    # total (2 + 2 + 1 + 0) / 4; rule (2 + 2 + 0.5 + 0) / 4; model and format 0.25 / 4.
+    assert batch.fresh_reward_mean == common_pb2.RewardParts(
+        rule=1.125, model=0.0625, format=0.0625, total=1.25
+    )
+    # 2 + 2 + 2 + 4 response tokens over four samples.
+    assert batch.fresh_response_length_mean == 2.5
 
 
 def test_retried_sample_for_the_same_step_returns_the_same_batch(
@@ -265,3 +291,6 @@ def test_offloaded_sample_carries_its_claim_check_instead_of_tokens(
     assert not samples[0].HasField("behaviour_logprobs")
     assert list(samples[0].response_token_ids) == []
     assert np.isclose(abs(samples[0].advantage), 0.7071062811869011)
+    batch = harness.stub.Sample(sample_request(batch_size=2), timeout=10).grpo
+    # Tokens behind a claim check have no length here: they are left out of the mean.
+    assert (batch.fresh_offered, batch.fresh_response_length_mean) == (2, 0.0)

@@ -1,0 +1,471 @@
+"""The distributed learner's loop: batches from the SSB store, MPO then GRPO under DeepSpeed.
+
+Each rank runs this loop; DeepSpeed averages the gradients. One learner step:
+
+1. every rank asks the SSB store for its share of the step's batch (``Sample`` with the step,
+   its rank and the world size, so shares are disjoint and a retry gets the same batch);
+2. the ranks ``agree`` on the total fetched and on requests (checkpoint, stop); with nothing
+   fetched anywhere they ask again;
+3. the phase's step (``mpo_step``, eqs. 2-5, for the first ``run.mpo_steps`` steps, then
+   ``grpo_step``, eq. 8) runs on ``run.minibatches_per_step`` interleaved minibatches, each one
+   ``engine.backward`` and ``engine.step``; a rank with an empty minibatch back-propagates a
+   connected zero so the gradient all-reduce never waits;
+4. the policy version grows by one; rank 0 publishes the policy every
+   ``checkpoints.publish_every_steps`` steps, logs the step, and every
+   ``checkpoints.every_steps`` steps all ranks write a resumable checkpoint.
+
+The frozen reference pi_0 (MPO's, and the KL term's when ``run.grpo.kl_beta > 0``) is the
+initial checkpoint's weights, also after a resume.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import deepspeed  # type: ignore[import-untyped]
+import numpy as np
+import torch
+from hybridrl_services.learner.batches import (
+    BatchSummary,
+    ImageDecoder,
+    ServedTokens,
+    grpo_samples,
+    preference_pairs,
+)
+from hybridrl_services.learner.buffer_client import BufferClient
+from hybridrl_services.learner.checkpointing import LearnerCheckpoints, LearnerState
+from hybridrl_services.learner.distributed import (
+    DistributedRewardShift,
+    RankInfo,
+    agree,
+    gather_objects,
+)
+from hybridrl_services.learner.settings import LearnerSettings
+from hybridrl_services.learner.status import LearnerProgress
+from numpy.typing import NDArray
+
+from hybridrl.algo.pairs import PreferencePair
+from hybridrl.algo.samples import ScoredResponse
+from hybridrl.bus.producer import EventProducer
+from hybridrl.learner.collate import collate_grpo, collate_pairs
+from hybridrl.learner.rollouts import tiny_model_config
+from hybridrl.learner.steps import StepOutput, grpo_step, mpo_step, zero_loss
+from hybridrl.models.freezing import apply_freeze_mode
+from hybridrl.models.policy_checkpoint import load_policy_state
+from hybridrl.models.tokenizer import build_tokenizer
+from hybridrl.models.vlm import VisionLanguageModel
+from hybridrl.models.vlm_config import VisionLanguageModelConfig
+from hybridrl.proto.v1 import buffer_pb2
+from hybridrl.store.checkpoints import open_checkpoint
+from hybridrl.store.claim_check import ClaimCheckStore
+from hybridrl.store.uris import open_object_store, resolve
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class Fetched:
+    """This rank's share of one step: GRPO samples with advantages, or MPO pairs."""
+
+    samples: list[ScoredResponse[ServedTokens]] = field(default_factory=list)
+    advantages: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    summary: BatchSummary = field(default_factory=BatchSummary)
+    pairs: list[PreferencePair[ServedTokens]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.samples) + len(self.pairs)
+
+
+def share_of(total: int, rank: RankInfo) -> int:
+    """This rank's part of ``total`` places: equal shares, the first ranks take the rest."""
+    base, extra = divmod(total, rank.world_size)
+    return base + (1 if rank.rank < extra else 0)
+
+
+def initial_policy(
+    settings: LearnerSettings,
+) -> tuple[VisionLanguageModel, int]:
+    """The model the run starts from and its policy version: the initial checkpoint's full
+    weights, or the tiny model built from ``run.seed``."""
+    uri = settings.initial_checkpoint_uri
+    if uri is None:
+        config = tiny_model_config(build_tokenizer(), settings.run.language_initializer_range)
+        with torch.random.fork_rng():
+            torch.manual_seed(settings.run.seed)
+            return VisionLanguageModel(config), 0
+    store, ref = open_checkpoint(uri, settings.object_store)
+    state, metadata = load_policy_state(store, ref)
+    if metadata.weights != "full":
+        raise ValueError(f"{uri} holds only {metadata.weights} weights; start from full weights")
+    model = VisionLanguageModel(VisionLanguageModelConfig.model_validate(metadata.model_config))
+    model.load_state_dict(state, strict=True)
+    return model, metadata.policy_version
+
+
+def deepspeed_config(settings: LearnerSettings, learning_rate: float) -> dict[str, Any]:
+    """DeepSpeed's configuration: ZeRO stage, AdamW, clipping; batches are the learner's own."""
+    return {
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": settings.run.max_grad_norm,
+        "zero_optimization": {"stage": settings.deepspeed.zero_stage},
+        "optimizer": {
+            "type": "AdamW",
+            "params": {
+                "lr": learning_rate,
+                "weight_decay": settings.deepspeed.weight_decay,
+                "torch_adam": True,
+            },
+        },
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+
+
+@dataclass
+class _RankStep:
+    """What one rank did in a step, gathered on rank 0 for the log."""
+
+    items: int = 0
+    busy_seconds: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    summary: BatchSummary = field(default_factory=BatchSummary)
+
+
+class DistributedLearner:
+    """One rank of the learner job (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: LearnerSettings,
+        rank: RankInfo,
+        *,
+        progress: LearnerProgress | None = None,
+        producer: EventProducer | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """``progress`` and ``producer`` on rank 0 only; ``stop`` ends the run at a step
+        boundary (with a checkpoint)."""
+        self.settings = settings
+        self.rank = rank
+        self._progress = progress
+        self._producer = producer
+        self._stop = stop or threading.Event()
+        run = settings.run
+        torch.set_num_threads(run.torch_threads)
+        model, self.policy_version = initial_policy(settings)
+        self._reference: VisionLanguageModel | None = None
+        if run.mpo_steps > 0 or run.grpo.kl_beta > 0.0:
+            self._reference = copy.deepcopy(model).eval().requires_grad_(False)
+        apply_freeze_mode(model, run.freeze_mode)
+        learning_rate = run.mpo_learning_rate if run.mpo_steps else run.grpo_learning_rate
+        self.engine, *_ = deepspeed.initialize(
+            model=model,
+            model_parameters=[p for p in model.parameters() if p.requires_grad],
+            config=deepspeed_config(settings, learning_rate),
+        )
+        self.model: VisionLanguageModel = self.engine.module
+        self.checkpoints = LearnerCheckpoints(
+            settings.run_uri,
+            settings.object_store,
+            rank,
+            settings.checkpoints.local_directory,
+            keep_last=settings.checkpoints.keep_last,
+            keep_policies=settings.checkpoints.keep_policies,
+        )
+        self.buffer = BufferClient(
+            settings.ssb_address, timeout_s=settings.sample_timeout_seconds, stop=self._stop
+        )
+        fetch = self._object_reader()
+        self._decode = ImageDecoder(self.model.config.image_size, fetch)
+        claim_uri = settings.resolved_claim_check_uri
+        self._claim_checks = (
+            ClaimCheckStore(open_object_store(claim_uri, settings.object_store), "", 0)
+            if claim_uri is not None
+            else None
+        )
+        self.shift = DistributedRewardShift(run.mpo.shift_decay)
+        self.step = 0
+        self._pad_id = int(build_tokenizer().pad_token_id or 0)
+        self._last_checkpoint_step = -1
+        self._published_version = -1
+        self._started = time.monotonic()
+        self._unlogged = BatchSummary()
+
+    def _object_reader(self) -> Callable[[str], bytes] | None:
+        if self.settings.object_store is None:
+            return None
+        settings = self.settings.object_store
+
+        def read(uri: str) -> bytes:
+            store, key = resolve(uri, settings)
+            return store.get_bytes(key)
+
+        return read
+
+    @property
+    def total_steps(self) -> int:
+        return self.settings.run.mpo_steps + self.settings.run.grpo_steps
+
+    def phase(self, step: int) -> str:
+        return "mpo" if step < self.settings.run.mpo_steps else "grpo"
+
+    def start(self) -> None:
+        """Resume from the newest checkpoint if there is one; publish the starting policy.
+
+        The first publication of a learner process carries full weights, so a rollout worker
+        that never saw the initial checkpoint still ends up on the learner's model.
+        """
+        resumed = self.checkpoints.resume(self.engine)
+        if resumed is not None:
+            self.step = resumed.state.step
+            self.policy_version = resumed.state.policy_version
+            self.shift.load_state_dict(resumed.state.reward_shift)
+            self._last_checkpoint_step = self.step
+        newest = self.checkpoints.newest_published_version()
+        if newest is not None and newest >= self.policy_version:
+            self.policy_version = newest + 1
+        self._set_learning_rate(self.phase(self.step))
+        if self.rank.is_main:
+            self._end_cut_metrics_line()
+            self._publish(full=True)
+            if resumed is not None and self._progress is not None:
+                sha = self.checkpoints.learner_store.manifest_sha256(resumed.ref)
+                self._progress.checkpointed(resumed.ref.uri, resumed.state.step, sha)
+        self._update_progress({})
+
+    def _end_cut_metrics_line(self) -> None:
+        # A learner killed mid-write left half a line: end it, so the next record starts on
+        # a line of its own and the report skips only the broken one.
+        path = self.settings.metrics_file
+        if path is None or not path.exists() or path.stat().st_size == 0:
+            return
+        with path.open("rb+") as handle:
+            handle.seek(-1, 2)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+
+    def _set_learning_rate(self, phase: str) -> None:
+        run = self.settings.run
+        rate = run.mpo_learning_rate if phase == "mpo" else run.grpo_learning_rate
+        for group in self.engine.optimizer.param_groups:
+            group["lr"] = rate
+
+    def run(self) -> None:
+        """Train until every step is done or a stop is agreed; checkpoint at the end."""
+        run = self.settings.run
+        self._started = time.monotonic()
+        while self.step < self.total_steps:
+            phase = self.phase(self.step)
+            if self.step == run.mpo_steps and run.mpo_steps:
+                self._set_learning_rate(phase)
+            started = time.monotonic()
+            fetched = self._fetch(phase)
+            asked = self._progress is not None and self._progress.take_checkpoint_request()
+            agreement = agree(fetched.count, asked, self._stop.is_set())
+            if agreement.checkpoint_requested:
+                self.checkpoint()
+            if agreement.stop_requested:
+                logger.info("stop requested at step %d", self.step)
+                break
+            if agreement.items == 0:
+                # Fresh samples without signal were consumed all the same: count them.
+                self._unlogged = self._unlogged.merged(fetched.summary)
+                continue
+            busy = time.monotonic()
+            metrics = self._train(phase, fetched)
+            record = _RankStep(
+                items=fetched.count,
+                busy_seconds=time.monotonic() - busy,
+                metrics=metrics,
+                summary=self._unlogged.merged(fetched.summary),
+            )
+            self._unlogged = BatchSummary()
+            self.step += 1
+            self.policy_version += 1
+            if self.rank.is_main and self.step % self.settings.checkpoints.publish_every_steps == 0:
+                self._publish(full=False)
+            self._log(phase, gather_objects(record), time.monotonic() - started)
+            if self.step % self.settings.checkpoints.every_steps == 0:
+                self.checkpoint()
+        if self._last_checkpoint_step != self.step:
+            self.checkpoint()
+        if self.rank.is_main and self._published_version != self.policy_version:
+            self._publish(full=False)
+        if self._progress is not None:
+            self._progress.update(finished=True)
+
+    def _fetch(self, phase: str) -> Fetched:
+        run = self.settings.run
+        if phase == "grpo":
+            kind, total = buffer_pb2.BATCH_KIND_GRPO, run.grpo_batch_places
+        else:
+            kind, total = buffer_pb2.BATCH_KIND_MPO_PAIRS, run.prompts_per_step
+        response = self.buffer.sample(
+            kind,
+            max(share_of(total, self.rank), 1),
+            policy_version=self.policy_version,
+            max_staleness=run.max_staleness,
+            rank=self.rank.rank,
+            world_size=self.rank.world_size,
+            step=self.step,
+        )
+        if phase == "grpo":
+            samples, advantages = grpo_samples(response.grpo, self._decode, self._claim_checks)
+            return Fetched(samples, advantages, BatchSummary.of(response.grpo))
+        return Fetched(pairs=preference_pairs(response.mpo_pairs, self._decode, self._claim_checks))
+
+    def _minibatches(self, size: int) -> list[list[int]]:
+        count = self.settings.run.minibatches_per_step
+        return [list(range(start, size, count)) for start in range(count)]
+
+    def _train(self, phase: str, fetched: Fetched) -> dict[str, float]:
+        collected: list[dict[str, float]] = []
+        self.engine.train()
+        for rows in self._minibatches(fetched.count):
+            output = self._minibatch_loss(phase, fetched, rows)
+            self.engine.backward(output.loss)
+            self.engine.step()
+            if rows:
+                collected.append(output.metrics)
+        if not collected:
+            return {}
+        keys = set.intersection(*(set(metrics) for metrics in collected))
+        return {key: float(np.mean([m[key] for m in collected])) for key in sorted(keys)}
+
+    def _minibatch_loss(self, phase: str, fetched: Fetched, rows: list[int]) -> StepOutput:
+        run = self.settings.run
+        if phase == "grpo":
+            if not rows:
+                return StepOutput(zero_loss(self.model), {})
+            batch = collate_grpo(
+                [fetched.samples[i] for i in rows], fetched.advantages[rows], self._pad_id
+            )
+            return grpo_step(
+                self.model,
+                self._reference,
+                batch,
+                run.grpo,
+                current_policy_version=self.policy_version,
+                max_staleness=run.max_staleness,
+                temperature=run.temperature,
+            )
+        if not rows:
+            self.shift.skip()
+            return StepOutput(zero_loss(self.model), {})
+        assert self._reference is not None  # built whenever mpo_steps > 0
+        pairs = collate_pairs([fetched.pairs[i] for i in rows], self._pad_id)
+        return mpo_step(self.model, self._reference, pairs, run.mpo, self.shift)
+
+    def checkpoint(self) -> None:
+        """Collective: a resumable checkpoint of the current step, SSB offsets first."""
+        offsets: list[list[str | int]] = []
+        snapshot_uri = ""
+        if self.rank.is_main:
+            snapshot = self.buffer.snapshot()
+            if snapshot is not None:
+                snapshot_uri = snapshot.snapshot_uri
+                offsets = [[o.topic, o.partition, o.offset] for o in snapshot.consumer_offsets]
+        state = LearnerState(
+            step=self.step,
+            policy_version=self.policy_version,
+            reward_shift=self.shift.state_dict(),
+            ssb_offsets=offsets,
+            ssb_snapshot_uri=snapshot_uri,
+        )
+        ref = self.checkpoints.save(self.engine, self.model, self.settings.run.freeze_mode, state)
+        self._last_checkpoint_step = self.step
+        if ref is not None and self._progress is not None:
+            sha = self.checkpoints.learner_store.manifest_sha256(ref)
+            self._progress.checkpointed(ref.uri, self.step, sha)
+
+    def _publish(self, *, full: bool) -> None:
+        if self._producer is None:
+            raise RuntimeError("rank 0 needs a producer to publish policies")
+        mode = "full" if full else self.settings.run.freeze_mode
+        self.checkpoints.publish(
+            self.model, mode, self.policy_version, self._producer, self.settings.topics.policy
+        )
+        self._published_version = self.policy_version
+
+    def _log(self, phase: str, ranks: list[_RankStep], seconds: float) -> None:
+        if not self.rank.is_main:
+            return
+        run = self.settings.run
+        items = sum(r.items for r in ranks)
+        offered = sum(r.summary.fresh_offered for r in ranks)
+
+        def fresh_mean(name: str) -> float | None:
+            if not offered:
+                return None
+            total = sum(float(getattr(r.summary, name)) * r.summary.fresh_offered for r in ranks)
+            return total / offered
+
+        metrics: dict[str, float] = {}
+        weighted = [r for r in ranks if r.metrics and r.items]
+        for key in set.intersection(*(set(r.metrics) for r in weighted)) if weighted else ():
+            metrics[key] = sum(r.metrics[key] * r.items for r in weighted) / sum(
+                r.items for r in weighted
+            )
+        places = run.grpo_batch_places if phase == "grpo" else run.prompts_per_step
+        zero = sum(r.summary.fresh_zero_advantage for r in ranks)
+        busy = max(r.busy_seconds for r in ranks)
+        # The step functions' metrics first: the learner's own keys win (both have "samples").
+        record: dict[str, Any] = {
+            **metrics,
+            "step": self.step - 1,
+            "phase": phase,
+            "phase_step": self.step - 1 - (run.mpo_steps if phase == "grpo" else 0),
+            "policy_version": self.policy_version,
+            "time": time.monotonic() - self._started,
+            "seconds": seconds,
+            "busy_seconds": busy,
+            "samples": items,
+            "samples_per_second": items / seconds if seconds > 0 else 0.0,
+            "reward": fresh_mean("reward"),
+            "reward_rule": fresh_mean("reward_rule"),
+            "reward_format": fresh_mean("reward_format"),
+            "reward_model": fresh_mean("reward_model"),
+            "response_length": fresh_mean("response_length"),
+            "fresh_effective_ratio": (offered - zero) / offered if offered else None,
+            "batch_fill": items / places,
+        }
+        stats = self.buffer.stats()
+        if stats is not None:
+            record["buffer_size"] = stats.buffer_size
+            record["ssb_effective_ratio"] = stats.effective_sample_ratio
+        if self.settings.metrics_file is not None:
+            self.settings.metrics_file.parent.mkdir(parents=True, exist_ok=True)
+            with self.settings.metrics_file.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        self._update_progress(record)
+
+    def _update_progress(self, record: dict[str, Any]) -> None:
+        if self._progress is None:
+            return
+        losses = {"total": float(record["loss"])} if "loss" in record else {}
+        names = {
+            "policy_loss": "grpo",
+            "preference_loss": "preference",
+            "quality_loss": "quality",
+            "generation_loss": "generation",
+        }
+        losses.update({names[k]: float(v) for k, v in record.items() if k in names})
+        self._progress.update(
+            step=self.step,
+            phase=self.phase(min(self.step, max(self.total_steps - 1, 0))),
+            policy_version=self.policy_version,
+            losses=losses,
+            samples_per_second=float(record.get("samples_per_second", 0.0)),
+        )
+
+    def close(self) -> None:
+        self.buffer.close()
