@@ -47,6 +47,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], str]] = {
         ["--seeds", "0", "1"],
         "MPO + GRPO learning on the tiny model, with and without SSB",
     ),
+    "demo": (
+        "bench/demo_bench.py",
+        [],
+        "the local run (make demo): learning, SSB ablation, policy propagation, busy learner",
+    ),
     "rollout": (
         "bench/rollout_service_bench.py",
         [],
@@ -83,6 +88,15 @@ def run_one(name: str) -> str:
     return f"## {purpose}\n\nCommand: `{shown}` ({elapsed:.0f} s)\n\n{body}\n"
 
 
+def _sections(text: str) -> dict[str, str]:
+    """The ``## purpose`` sections of an earlier output, by purpose."""
+    sections: dict[str, str] = {}
+    for chunk in text.split("\n## ")[1:]:
+        purpose = chunk.split("\n", 1)[0].strip()
+        sections[purpose] = "## " + chunk.rstrip("\n") + "\n"
+    return sections
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), default=None)
@@ -93,10 +107,18 @@ def main() -> None:
         f"{platform.system()} {platform.machine()}, Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs"
     )
-    sections = [run_one(name) for name in names]
+    fresh = {BENCHMARKS[name][2]: run_one(name) for name in names}
+    # With --only, the other benchmarks' sections stay as the last run wrote them.
+    kept = _sections(args.output.read_text()) if args.output.exists() else {}
+    sections = [
+        fresh.get(purpose) or kept[purpose]
+        for _, _, purpose in BENCHMARKS.values()
+        if purpose in fresh or purpose in kept
+    ]
+    stamp = "Last full run" if args.only is None else "Last run (partial)"
     text = (
         HEADER
-        + f"\nLast full run: {datetime.date.today().isoformat()} on {machine}.\n\n"
+        + f"\n{stamp}: {datetime.date.today().isoformat()} on {machine}.\n\n"
         + "\n".join(sections)
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)

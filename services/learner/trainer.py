@@ -56,6 +56,7 @@ from hybridrl.algo.samples import ScoredResponse
 from hybridrl.bus.producer import EventProducer
 from hybridrl.learner.collate import collate_grpo, collate_pairs
 from hybridrl.learner.rollouts import tiny_model_config
+from hybridrl.learner.schedule import phase_learning_rate
 from hybridrl.learner.steps import StepOutput, grpo_step, mpo_step, zero_loss
 from hybridrl.models.freezing import apply_freeze_mode
 from hybridrl.models.policy_checkpoint import load_policy_state
@@ -233,7 +234,8 @@ class DistributedLearner:
         newest = self.checkpoints.newest_published_version()
         if newest is not None and newest >= self.policy_version:
             self.policy_version = newest + 1
-        self._set_learning_rate(self.phase(self.step))
+        if self.step < self.total_steps:
+            self._set_learning_rate(self.step)
         if self.rank.is_main:
             self._end_cut_metrics_line()
             self._publish(full=True)
@@ -253,20 +255,23 @@ class DistributedLearner:
             if handle.read(1) != b"\n":
                 handle.write(b"\n")
 
-    def _set_learning_rate(self, phase: str) -> None:
+    def _set_learning_rate(self, step: int) -> None:
+        """The rate of ``step`` by the run's schedule (``phase_learning_rate``)."""
         run = self.settings.run
-        rate = run.mpo_learning_rate if phase == "mpo" else run.grpo_learning_rate
+        if self.phase(step) == "mpo":
+            base, phase_step, steps = run.mpo_learning_rate, step, run.mpo_steps
+        else:
+            base, phase_step, steps = run.grpo_learning_rate, step - run.mpo_steps, run.grpo_steps
+        rate = phase_learning_rate(base, phase_step, steps, run.lr_schedule, run.min_lr_ratio)
         for group in self.engine.optimizer.param_groups:
             group["lr"] = rate
 
     def run(self) -> None:
         """Train until every step is done or a stop is agreed; checkpoint at the end."""
-        run = self.settings.run
         self._started = time.monotonic()
         while self.step < self.total_steps:
             phase = self.phase(self.step)
-            if self.step == run.mpo_steps and run.mpo_steps:
-                self._set_learning_rate(phase)
+            self._set_learning_rate(self.step)
             started = time.monotonic()
             fetched = self._fetch(phase)
             asked = self._progress is not None and self._progress.take_checkpoint_request()
@@ -308,7 +313,7 @@ class DistributedLearner:
         if phase == "grpo":
             kind, total = buffer_pb2.BATCH_KIND_GRPO, run.grpo_batch_places
         else:
-            kind, total = buffer_pb2.BATCH_KIND_MPO_PAIRS, run.prompts_per_step
+            kind, total = buffer_pb2.BATCH_KIND_MPO_PAIRS, run.mpo_batch_pairs
         response = self.buffer.sample(
             kind,
             max(share_of(total, self.rank), 1),
@@ -415,7 +420,7 @@ class DistributedLearner:
             metrics[key] = sum(r.metrics[key] * r.items for r in weighted) / sum(
                 r.items for r in weighted
             )
-        places = run.grpo_batch_places if phase == "grpo" else run.prompts_per_step
+        places = run.grpo_batch_places if phase == "grpo" else run.mpo_batch_pairs
         zero = sum(r.summary.fresh_zero_advantage for r in ranks)
         busy = max(r.busy_seconds for r in ranks)
         # The step functions' metrics first: the learner's own keys win (both have "samples").
@@ -436,6 +441,8 @@ class DistributedLearner:
             "reward_model": fresh_mean("reward_model"),
             "response_length": fresh_mean("response_length"),
             "fresh_effective_ratio": (offered - zero) / offered if offered else None,
+            # Samples of zero-variance groups have zero advantage (eq. 6): their share.
+            "zero_variance_fraction": zero / offered if offered else None,
             "batch_fill": items / places,
         }
         stats = self.buffer.stats()

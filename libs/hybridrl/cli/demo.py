@@ -83,6 +83,14 @@ def demo(
             stack.start_backends()
         with console.status(f"supervised warm-up: {config.warmup.steps} steps"):
             base = prepare_base_policy(config, run_uri, stack.object_store)
+        summary["warmup"] = {
+            "steps": config.warmup.steps,
+            "images": config.warmup.images,
+            "seconds": round(base.warmup_seconds, 1),
+            "final_loss": base.warmup_losses[-1] if base.warmup_losses else None,
+            "note": "accuracy_before is measured after this warm-up; the gain is the RL phases'",
+        }
+        summary["task_kinds"] = list(config.task_kinds)
         before = {"label": "before", "step": 0, **asdict(base.before)}
         (directory / "evaluations.jsonl").unlink(missing_ok=True)
         append_jsonl(directory / "evaluations.jsonl", [before])

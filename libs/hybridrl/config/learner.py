@@ -121,6 +121,16 @@ class LearnerConfig(BaseModel):
     grpo_learning_rate: float = Field(default=3e-3, gt=0.0)
     """AdamW learning rate of the GRPO phase. Default 3e-3."""
 
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    """How each phase's learning rate moves over its steps
+    (``hybridrl.learner.schedule.phase_learning_rate``): constant, or a cosine from the phase's
+    rate down to ``min_lr_ratio`` of it at its last step. Default "cosine": with a constant
+    3e-3, a policy that had reached 0.96 held-out accuracy was thrown back to 0.7 by the last
+    ten steps of a 240-step GRPO phase."""
+
+    min_lr_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
+    """The cosine schedule's last rate as a share of the first. Default 0.1."""
+
     minibatches_per_step: int = Field(default=4, ge=1)
     """Optimizer updates per step: the step's GRPO batch (or MPO pairs) is split into this many
     interleaved minibatches, one update each; the engine gets the weights once, after the
@@ -136,6 +146,13 @@ class LearnerConfig(BaseModel):
 
     group_size: int = Field(default=8, ge=2)
     """Responses per prompt, the N of eq. 6. Default 8."""
+
+    mpo_pairs_per_step: int | None = Field(default=None, ge=1)
+    """Preference pairs per MPO step of the distributed learner (the synchronous trainer
+    trains on every pair its step's groups give). None means half of prompts_per_step: with
+    one pair per group at most, a group gives a pair only when it holds a right and a wrong
+    answer, so a step's groups give fewer pairs than prompts, and a learner that asks for
+    more than they give waits for the next step's. Default None."""
 
     grpo_batch_size: int | None = Field(default=None, ge=1)
     """Places in each GRPO batch (``compose_batch``); None means prompts_per_step x
@@ -187,6 +204,11 @@ class LearnerConfig(BaseModel):
     def rollouts_per_step(self) -> int:
         """Responses sampled per step: prompts_per_step x group_size."""
         return self.prompts_per_step * self.group_size
+
+    @property
+    def mpo_batch_pairs(self) -> int:
+        """Pairs per distributed MPO step (``mpo_pairs_per_step`` or prompts_per_step / 2)."""
+        return self.mpo_pairs_per_step or max(self.prompts_per_step // 2, 1)
 
     @property
     def grpo_batch_places(self) -> int:

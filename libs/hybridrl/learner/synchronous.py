@@ -42,6 +42,7 @@ from hybridrl.engines.cpu import TransformersEngine
 from hybridrl.learner.collate import collate_grpo, collate_pairs
 from hybridrl.learner.evaluation import EvalResult, evaluate
 from hybridrl.learner.rollouts import Group, RolloutPayload, sample_groups, tiny_model_config
+from hybridrl.learner.schedule import phase_learning_rate
 from hybridrl.learner.steps import StepOutput, grpo_step, mpo_step
 from hybridrl.learner.warmup import WarmupResult, supervised_warmup
 from hybridrl.models.freezing import apply_freeze_mode, trainable_state_dict
@@ -205,6 +206,7 @@ class SynchronousTrainer:
         records = []
         for step in range(steps):
             started = time.perf_counter()
+            self._schedule(optimizer, self.config.mpo_learning_rate, step, steps)
             groups = self._rollout("mpo", step)
             pairs = [
                 pair
@@ -248,6 +250,7 @@ class SynchronousTrainer:
         records = []
         for step in range(steps):
             started = time.perf_counter()
+            self._schedule(optimizer, config.grpo_learning_rate, step, steps)
             groups = self._rollout("grpo", step)
             advantages = group_advantages(
                 [[sample.reward for sample in group] for group in groups],
@@ -328,6 +331,14 @@ class SynchronousTrainer:
         apply_freeze_mode(self.policy, self.config.freeze_mode)
         parameters = [p for p in self.policy.parameters() if p.requires_grad]
         return torch.optim.AdamW(parameters, lr=learning_rate)
+
+    def _schedule(
+        self, optimizer: torch.optim.Optimizer, base_rate: float, step: int, steps: int
+    ) -> None:
+        config = self.config
+        rate = phase_learning_rate(base_rate, step, steps, config.lr_schedule, config.min_lr_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = rate
 
     def _minibatches(self, size: int) -> list[list[int]]:
         # Interleaved, so that fresh and buffered samples (or groups) mix in every minibatch.

@@ -247,7 +247,10 @@ def evaluate_published_policies(
         model = copy.deepcopy(base)
         _load_policy(model, store, version)
         result = _evaluate(model.eval(), config, count)
-        records.append({"label": label, "step": version, **asdict(result)})
+        # The engine was built for this evaluation: the version is the checkpoint's.
+        records.append(
+            {**asdict(result), "label": label, "step": version, "policy_version": version}
+        )
     return records
 
 
