@@ -119,7 +119,7 @@ def test_two_ranks_checkpoint_and_resume_exactly(tmp_path: Path) -> None:
         assert same_weights
         assert same_optimizer
     _, _, _, _, _, policy = outcomes[0]
-    assert policy == (["adapter.input_norm.bias"], 9, "adapter")
+    assert policy == (["adapter.input_projection.bias"], 9, "adapter")
     files = sorted(
         path.relative_to(tmp_path / "run" / "learner" / "step-000000007").as_posix()
         for path in (tmp_path / "run" / "learner" / "step-000000007").rglob("*")
