@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,7 @@ from hybridrl_services.learner.distributed import RankInfo, barrier, gather_obje
 
 from hybridrl.bus.producer import EventProducer
 from hybridrl.config.object_store import ObjectStoreSettings
-from hybridrl.models.policy_checkpoint import (
-    POLICY_METADATA_KEY,
-    policy_checkpoint_files,
-    save_policy,
-)
+from hybridrl.models.policy_checkpoint import POLICY_METADATA_KEY, policy_checkpoint_files
 from hybridrl.models.vlm import VisionLanguageModel
 from hybridrl.models.vlm_config import FreezeMode
 from hybridrl.rollout.policy_updates import policy_version_event
@@ -49,6 +46,8 @@ LEARNER_METADATA_KEY = "learner"
 DEEPSPEED_DIRECTORY = "deepspeed"
 POLICY_EVENT_KEY = "policy"
 """Key of every policy event: the compacted topic keeps the newest one."""
+_RETAIN_EVERY = 20
+"""Old policies are pruned every this many publications (pruning lists the whole store)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +113,9 @@ class LearnerCheckpoints:
         self._scratch = scratch / f"rank-{rank.rank}"
         self._keep_last = keep_last
         self._keep_policies = keep_policies
+        self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish")
+        self._pending: list[Future[CheckpointRef]] = []
+        self._published = 0
 
     def newest_published_version(self) -> int | None:
         """The version of the newest policy checkpoint of the run, if any."""
@@ -127,14 +129,37 @@ class LearnerCheckpoints:
         policy_version: int,
         producer: EventProducer,
         topic: str,
-    ) -> CheckpointRef:
-        """Rank 0: save the policy as version ``policy_version`` and announce it."""
-        ref = save_policy(self.policy_store, policy_version, model, mode, policy_version)
-        event = policy_version_event(self.policy_store, ref, mode, policy_version)
-        producer.send(topic, POLICY_EVENT_KEY, event)
-        producer.flush(30.0)
-        self.policy_store.retain(self._keep_policies)
-        return ref
+    ) -> Future[CheckpointRef]:
+        """Rank 0: save the policy as version ``policy_version`` and announce it.
+
+        The weights are serialised now; the upload, the manifest and the event go out on a
+        background thread, so that the learner's next step overlaps them. Publications leave
+        in order (one thread); ``wait_published`` waits for all of them.
+        """
+        files, policy = policy_checkpoint_files(model, mode, policy_version, policy_version)
+
+        def upload() -> CheckpointRef:
+            ref = self.policy_store.save(policy_version, files, {POLICY_METADATA_KEY: policy})
+            event = policy_version_event(self.policy_store, ref, mode, policy_version)
+            producer.send(topic, POLICY_EVENT_KEY, event)
+            producer.flush(30.0)
+            self._published += 1
+            if self._published % _RETAIN_EVERY == 0:
+                self.policy_store.retain(self._keep_policies)
+            return ref
+
+        future = self._publisher.submit(upload)
+        self._pending.append(future)
+        return future
+
+    def wait_published(self) -> list[CheckpointRef]:
+        """Wait for every publication in flight; their references, in order. A failed one
+        raises here."""
+        pending, self._pending = self._pending, []
+        return [future.result() for future in pending]
+
+    def close(self) -> None:
+        self._publisher.shutdown(wait=True)
 
     def save(
         self,

@@ -9,9 +9,11 @@ Each rank runs this loop; DeepSpeed averages the gradients. One learner step:
 3. the phase's step (``mpo_step``, eqs. 2-5, for the first ``run.mpo_steps`` steps, then
    ``grpo_step``, eq. 8) runs on ``run.minibatches_per_step`` interleaved minibatches, each one
    ``engine.backward`` and ``engine.step``; a rank with an empty minibatch back-propagates a
-   connected zero so the gradient all-reduce never waits;
+   connected zero so the gradient all-reduce never waits. Meanwhile a background thread
+   already asks for the next step's batch, so that waiting for it overlaps the compute;
 4. the policy version grows by one; rank 0 publishes the policy every
-   ``checkpoints.publish_every_steps`` steps, logs the step, and every
+   ``checkpoints.publish_every_steps`` steps (the upload overlaps the next step), logs the
+   step, and every
    ``checkpoints.every_steps`` steps all ranks write a resumable checkpoint.
 
 The frozen reference pi_0 (MPO's, and the KL term's when ``run.grpo.kl_beta > 0``) is the
@@ -26,6 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +67,7 @@ from hybridrl.models.tokenizer import build_tokenizer
 from hybridrl.models.vlm import VisionLanguageModel
 from hybridrl.models.vlm_config import VisionLanguageModelConfig
 from hybridrl.proto.v1 import buffer_pb2
-from hybridrl.store.checkpoints import open_checkpoint
+from hybridrl.store.checkpoints import CheckpointRef, open_checkpoint
 from hybridrl.store.claim_check import ClaimCheckStore
 from hybridrl.store.uris import open_object_store, resolve
 
@@ -198,6 +201,10 @@ class DistributedLearner:
         self._pad_id = int(build_tokenizer().pad_token_id or 0)
         self._last_checkpoint_step = -1
         self._published_version = -1
+        self._last_publication: Future[CheckpointRef] | None = None
+        # One batch ahead: the next step's Sample call overlaps this step's compute.
+        self._fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+        self._ahead: tuple[int, Future[Fetched]] | None = None
         self._started = time.monotonic()
         self._unlogged = BatchSummary()
 
@@ -239,6 +246,7 @@ class DistributedLearner:
         if self.rank.is_main:
             self._end_cut_metrics_line()
             self._publish(full=True)
+            self.checkpoints.wait_published()
             if resumed is not None and self._progress is not None:
                 sha = self.checkpoints.learner_store.manifest_sha256(resumed.ref)
                 self._progress.checkpointed(resumed.ref.uri, resumed.state.step, sha)
@@ -273,7 +281,7 @@ class DistributedLearner:
             phase = self.phase(self.step)
             self._set_learning_rate(self.step)
             started = time.monotonic()
-            fetched = self._fetch(phase)
+            fetched = self._take_batch(self.step)
             asked = self._progress is not None and self._progress.take_checkpoint_request()
             agreement = agree(fetched.count, asked, self._stop.is_set())
             if agreement.checkpoint_requested:
@@ -285,6 +293,7 @@ class DistributedLearner:
                 # Fresh samples without signal were consumed all the same: count them.
                 self._unlogged = self._unlogged.merged(fetched.summary)
                 continue
+            self._prefetch(self.step + 1)
             busy = time.monotonic()
             metrics = self._train(phase, fetched)
             record = _RankStep(
@@ -303,12 +312,29 @@ class DistributedLearner:
                 self.checkpoint()
         if self._last_checkpoint_step != self.step:
             self.checkpoint()
-        if self.rank.is_main and self._published_version != self.policy_version:
-            self._publish(full=False)
+        if self.rank.is_main:
+            if self._published_version != self.policy_version:
+                self._publish(full=False)
+            self.checkpoints.wait_published()
         if self._progress is not None:
             self._progress.update(finished=True)
 
-    def _fetch(self, phase: str) -> Fetched:
+    def _take_batch(self, step: int) -> Fetched:
+        """The batch of ``step``: the one fetched in the background during the previous
+        step, or a fetch now."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == step:
+            return ahead[1].result()
+        return self._fetch(step, self.policy_version)
+
+    def _prefetch(self, step: int) -> None:
+        """Ask for ``step``'s batch while this step trains, as the version it will train."""
+        if step < self.total_steps:
+            version = self.policy_version + 1
+            self._ahead = (step, self._fetcher.submit(self._fetch, step, version))
+
+    def _fetch(self, step: int, policy_version: int) -> Fetched:
+        phase = self.phase(step)
         run = self.settings.run
         if phase == "grpo":
             kind, total = buffer_pb2.BATCH_KIND_GRPO, run.grpo_batch_places
@@ -317,11 +343,11 @@ class DistributedLearner:
         response = self.buffer.sample(
             kind,
             max(share_of(total, self.rank), 1),
-            policy_version=self.policy_version,
+            policy_version=policy_version,
             max_staleness=run.max_staleness,
             rank=self.rank.rank,
             world_size=self.rank.world_size,
-            step=self.step,
+            step=step,
         )
         if phase == "grpo":
             samples, advantages = grpo_samples(response.grpo, self._decode, self._claim_checks)
@@ -396,7 +422,10 @@ class DistributedLearner:
         if self._producer is None:
             raise RuntimeError("rank 0 needs a producer to publish policies")
         mode = "full" if full else self.settings.run.freeze_mode
-        self.checkpoints.publish(
+        previous = self._last_publication
+        if previous is not None and previous.done():
+            previous.result()  # a failed publication stops the run here, not silently
+        self._last_publication = self.checkpoints.publish(
             self.model, mode, self.policy_version, self._producer, self.settings.topics.policy
         )
         self._published_version = self.policy_version
@@ -475,4 +504,6 @@ class DistributedLearner:
         )
 
     def close(self) -> None:
+        self._fetcher.shutdown(wait=True)
         self.buffer.close()
+        self.checkpoints.close()
