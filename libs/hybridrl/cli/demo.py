@@ -51,6 +51,9 @@ def demo(
     mpo_steps: Annotated[int | None, typer.Option(min=0, help="MPO phase steps.")] = None,
     grpo_steps: Annotated[int | None, typer.Option(min=0, help="GRPO phase steps.")] = None,
     learner_ranks: Annotated[int, typer.Option(min=1, help="DeepSpeed ranks.")] = 2,
+    rollout_workers: Annotated[
+        int, typer.Option(min=1, max=2, help="Rollout worker processes (one per partition).")
+    ] = 1,
     seed: Annotated[int, typer.Option(min=0, help="Seed of weights and sampling.")] = 0,
     eval_every: Annotated[
         int, typer.Option(min=1, help="Evaluate every this many published policies.")
@@ -76,7 +79,13 @@ def demo(
     stack = LocalStack(directory, LocalStackConfig())
     run_name = directory.name
     run_uri = f"s3://{stack.config.bucket}/runs/{run_name}"
-    summary: dict[str, Any] = {"run_dir": str(directory), "ssb": not no_ssb, "complete": False}
+    summary: dict[str, Any] = {
+        "run_dir": str(directory),
+        "ssb": not no_ssb,
+        "learner_ranks": learner_ranks,
+        "rollout_workers": rollout_workers,
+        "complete": False,
+    }
     console.print(f"[bold]hybridrl demo[/] run directory: {directory}")
     try:
         with console.status("starting the broker and the S3 server"):
@@ -104,6 +113,8 @@ def demo(
         with console.status("starting rollout, reward and ssb services"):
             for name in SERVICES:
                 stack.start_service(name, overrides[name])
+            for worker in range(2, rollout_workers + 1):
+                stack.start_service("rollout", overrides["rollout"], instance=f"rollout-{worker}")
         with console.status(f"starting the learner: {learner_ranks} DeepSpeed ranks"):
             learner = stack.start_learner(learner_ranks, overrides["learner"])
         started = time.monotonic()

@@ -104,13 +104,21 @@ class LocalStack:
             self.stop()
             raise
 
-    def start_service(self, name: str, overrides: dict[str, Any] | None = None) -> ChildProcess:
+    def start_service(
+        self, name: str, overrides: dict[str, Any] | None = None, *, instance: str | None = None
+    ) -> ChildProcess:
         """Start one of ``SERVICES`` and wait until it reports SERVING; on failure, stop
-        everything and re-raise. ``overrides`` go over the config's settings for it."""
+        everything and re-raise. ``overrides`` go over the config's settings for it.
+        ``instance`` names a further replica (``"rollout-2"``): its own port, config and log,
+        in the same consumer group, as a second pod of a Deployment."""
         if name not in SERVICES:
             raise ValueError(f"unknown service {name!r}; one of {SERVICES}")
+        instance = instance or name
+        if instance in self._services:
+            raise ValueError(f"{instance!r} is already running")
+        self.ports.setdefault(instance, free_port())
         try:
-            return self._start(name, ["serve", name], overrides)
+            return self._start(instance, ["serve", name], overrides)
         except BaseException:
             self.stop()
             raise
@@ -137,7 +145,9 @@ class LocalStack:
             self.stop()
             raise
 
-    def _service_values(self, name: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    def _service_values(
+        self, name: str, instance: str, overrides: dict[str, Any] | None
+    ) -> dict[str, Any]:
         store = self.object_store
         values: dict[str, Any] = {
             "kafka": self.kafka.model_dump(mode="json", exclude_none=True),
@@ -148,7 +158,7 @@ class LocalStack:
                 "secret_key": LOCAL_SECRET_KEY,
             },
             "topic_prefix": self.topics.prefix,
-            "grpc": {"host": "127.0.0.1", "port": self.ports[name], "grace_seconds": 5.0},
+            "grpc": {"host": "127.0.0.1", "port": self.ports[instance], "grace_seconds": 5.0},
         }
         if name == LEARNER:
             values["ssb_address"] = f"127.0.0.1:{self.ports['ssb']}"
@@ -158,20 +168,22 @@ class LocalStack:
 
     def _start(
         self,
-        name: str,
+        instance: str,
         command: list[str],
         overrides: dict[str, Any] | None,
         *,
         launcher: list[str] | None = None,
     ) -> ChildProcess:
-        path = self.directory / "config" / f"{name}.yaml"
+        name = command[-1]  # serve <name>
+        path = self.directory / "config" / f"{instance}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self._service_values(name, overrides), sort_keys=True))
-        port = self.ports[name]
+        values = self._service_values(name, instance, overrides)
+        path.write_text(yaml.safe_dump(values, sort_keys=True))
+        port = self.ports[instance]
         # Spinning OpenMP threads of one process would steal the cores of the others.
         env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
         process = ChildProcess(
-            name,
+            instance,
             [
                 sys.executable,
                 *(launcher or ["-m", "hybridrl"]),
@@ -180,11 +192,11 @@ class LocalStack:
                 str(path),
             ],
             ready=lambda: grpc_serving(port),
-            log_path=self.directory / "logs" / f"{name}.log",
+            log_path=self.directory / "logs" / f"{instance}.log",
             env=env,
             start_timeout=self.config.start_timeout_seconds,
         )
-        self._services[name] = process
+        self._services[instance] = process
         process.start()
         return process
 
