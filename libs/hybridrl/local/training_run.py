@@ -134,7 +134,9 @@ def service_settings(
                 "run_seed": config.seed,
             },
             "engine": {
-                "torch_threads": 1,
+                # Two threads: while the learner waits for samples the rollout worker has both
+                # cores, and rollouts then arrive faster than the learner consumes them.
+                "torch_threads": 2,
                 "weight_update_mode": config.freeze_mode,
                 "max_batch_size": 128,
             },
