@@ -7,6 +7,7 @@ import typer
 from hybridrl import __version__
 from hybridrl.cli.algo import algo_app
 from hybridrl.cli.demo import demo
+from hybridrl.cli.learner import learner_app
 from hybridrl.cli.report import report
 from hybridrl.cli.reward import reward_app
 from hybridrl.cli.score import score
@@ -22,6 +23,7 @@ app = typer.Typer(
 app.add_typer(reward_app, name="reward")
 app.add_typer(algo_app, name="algo")
 app.add_typer(topics_app, name="topics")
+app.add_typer(learner_app, name="learner")
 app.command("serve")(serve)
 app.command("score")(score)
 app.command("demo")(demo)
