@@ -4,7 +4,11 @@
 launcher that sets ``RANK``/``WORLD_SIZE``/``MASTER_ADDR``/``MASTER_PORT``::
 
     torchrun --nproc-per-node 2 -m hybridrl serve learner --config learner.yaml
-    deepspeed --num_gpus 2 --module hybridrl serve learner --config learner.yaml
+    deepspeed --num_gpus 2 --no_local_rank --module hybridrl serve learner --config learner.yaml
+
+(``--no_local_rank``: otherwise DeepSpeed's launcher puts ``--local_rank=N`` before the
+command's own arguments; ranks read ``LOCAL_RANK`` from the environment. In a pod,
+``hybridrl.k8s.launchers.learner_command`` builds the multi-node form.)
 
 It joins the process group, builds the ``DistributedLearner``, resumes from the newest
 checkpoint, and on rank 0 starts the ``LearnerService`` status server (with health checking:
