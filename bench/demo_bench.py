@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -66,16 +67,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "bench")
     parser.add_argument("--eval-every", type=int, default=10)
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="Compare the runs already in --runs-dir instead of running them again.",
+    )
     args = parser.parse_args()
     ssb_dir, plain_dir = args.runs_dir / "ssb", args.runs_dir / "no-ssb"
     common = ("--eval-every", str(args.eval_every))
-    walls = {"ssb": run_demo(ssb_dir, *common), "no-ssb": run_demo(plain_dir, "--no-ssb", *common)}
+    if args.report_only:
+        walls = {"ssb": float("nan"), "no-ssb": float("nan")}
+    else:
+        walls = {
+            "ssb": run_demo(ssb_dir, *common),
+            "no-ssb": run_demo(plain_dir, "--no-ssb", *common),
+        }
     before = json.loads((ssb_dir / "summary.json").read_text())["accuracy_before"]
     target = min(before + GAIN_TARGET, 1.0)
     write_report(plain_dir, accuracy_target=target)
     report = write_report(ssb_dir, compare=plain_dir, accuracy_target=target)
     summary = json.loads((report / "summary.json").read_text())
-    other = summary["comparison"]["other"]
+    other = summary["comparison"]["summary"]
+    images = ROOT / "docs" / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    for name in ("accuracy", "effective_ratio"):
+        shutil.copyfile(report / f"{name}.png", images / f"demo_{name}.png")
     demo_summary = json.loads((ssb_dir / "summary.json").read_text())
     propagation = demo_summary.get("policy_propagation", {})
 
@@ -111,6 +127,13 @@ def main() -> None:
             f"Batch fill with SSB / without, last quarter of GRPO: {fill / fill_other:.2f}x "
             "(target >= 1.5x)."
         )
+    print(
+        "The paper's effective-sample ratio of the training batch is the batch fill: samples "
+        "with a non-zero advantage over the places of the batch. Both runs overlaid:"
+    )
+    print()
+    print("![held-out accuracy](images/demo_accuracy.png)")
+    print("![effective-sample ratio](images/demo_effective_ratio.png)")
     print()
     print("| policy propagation (SSB run) | value |")
     print("| --- | ---: |")

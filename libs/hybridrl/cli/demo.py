@@ -25,7 +25,6 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from hybridrl.config.buffer import SSBConfig
 from hybridrl.config.learner import LearnerConfig
 from hybridrl.local.stack import SERVICES, LocalStack, LocalStackConfig
 from hybridrl.local.training_run import (
@@ -73,7 +72,7 @@ def demo(
         seed=seed,
         mpo_steps=defaults.mpo_steps if mpo_steps is None else mpo_steps,
         grpo_steps=defaults.grpo_steps if grpo_steps is None else grpo_steps,
-        ssb=SSBConfig(enabled=not no_ssb),
+        ssb=defaults.ssb.model_copy(update={"enabled": not no_ssb}),
     )
     (directory / "run_config.json").write_text(config.model_dump_json(indent=2))
     stack = LocalStack(directory, LocalStackConfig())

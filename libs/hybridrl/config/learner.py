@@ -172,9 +172,12 @@ class LearnerConfig(BaseModel):
     """Longest response, eos included; also the evaluation's limit. Default 24 (a worked
     colour solution is 16 tokens)."""
 
-    max_staleness: int = Field(default=4, ge=0)
+    max_staleness: int = Field(default=8, ge=0)
     """GRPO samples from a policy more than this many versions old are dropped by the step
-    and evicted from the buffer. Default 4."""
+    and evicted from the buffer (keep ``ssb.max_staleness`` equal). Default 8: rollouts
+    already arrive a version or two late when they overlap learning, and once advantages
+    vanish a bound of 4 leaves too few buffered samples to fill a batch (measured: 78% of
+    its places against 100% at 8); the clip of eq. 8 bounds what older samples can do."""
 
     grpo: GRPOConfig = Field(default_factory=lambda: GRPOConfig(kl_beta=0.0))
     """Loss settings of eq. 8. Default: GRPOConfig with kl_beta 0, since the runs are short
@@ -187,7 +190,7 @@ class LearnerConfig(BaseModel):
     """How pairs are built from a group. Default threshold 1.0 (a correct vs a wrong
     answer on the rule + format scale of 0 to 2), one pair per group."""
 
-    ssb: SSBConfig = Field(default_factory=SSBConfig)
+    ssb: SSBConfig = Field(default_factory=lambda: SSBConfig(max_staleness=8))
     """The Selective Sample Buffer; ``ssb.enabled=False`` trains on fresh samples only."""
 
     reward_weights: HybridRewardWeights = Field(default_factory=HybridRewardWeights)

@@ -138,10 +138,10 @@ def service_settings(
                 # cores, and rollouts then arrive faster than the learner consumes them.
                 "torch_threads": 2,
                 "weight_update_mode": config.freeze_mode,
-                "max_batch_size": 128,
+                "max_batch_size": 256,
             },
-            # 16 prompts x 8 responses decode together: the CPU engine's best batch.
-            "max_batch_prompts": 16,
+            # A whole step's prompts decode together: the CPU engine's best batch.
+            "max_batch_prompts": config.prompts_per_step,
             "poll_timeout_seconds": 0.2,
         },
         "reward": {
