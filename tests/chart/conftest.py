@@ -6,6 +6,7 @@ C library, no cluster, ``lookup`` returns nothing); every test reads the parsed 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ KUBERNETES_VERSION = "1.30"
 CUSTOM_KINDS = {
     ("kubeflow.org/v1", "PyTorchJob"),
     ("trainer.kubeflow.org/v1alpha1", "TrainJob"),
+    ("trainer.kubeflow.org/v1alpha1", "TrainingRuntime"),
     ("keda.sh/v1alpha1", "ScaledObject"),
 }
 
@@ -98,7 +100,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
         "ssb": {"replicas": 2, "image": {"tag": "0.1.1"}},
     },
-    # Kubeflow Trainer v2: a TrainJob on the DeepSpeed (MPI) runtime.
+    # Kubeflow Trainer v2: a TrainJob on the chart's TrainingRuntime (torch policy), DeepSpeed.
     "trainjob": {
         "learner": {"api": "trainjob", "launcher": "deepspeed", "workers": 2},
         "objectStore": {"existingSecret": "s3-keys"},
@@ -123,6 +125,37 @@ class Rendered:
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [obj for obj in self.objects if obj["kind"] == kind]
+
+    def trainer_pod(self, runtime: dict[str, Any]) -> dict[str, Any]:
+        """The pod template of ``runtime``'s trainer step as the TrainJob on it makes its pods.
+
+        Kubeflow Trainer sets the image, the resources and the variables of the TrainJob's
+        ``spec.trainer`` on the runtime's container ``node`` (env merged by name), and the
+        torch policy adds the ``PET_*`` variables, left out here.
+        """
+        (step,) = [
+            job
+            for job in runtime["spec"]["template"]["spec"]["replicatedJobs"]
+            if job["template"]["metadata"]["labels"].get(
+                "trainer.kubeflow.org/trainjob-ancestor-step"
+            )
+            == "trainer"
+        ]
+        pod: dict[str, Any] = copy.deepcopy(step["template"]["spec"]["template"])
+        reference = {"kind": runtime["kind"], "name": runtime["metadata"]["name"]}
+        (trainer,) = [
+            job["spec"]["trainer"]
+            for job in self.of_kind("TrainJob")
+            if reference.items() <= job["spec"]["runtimeRef"].items()
+        ]
+        (node,) = [c for c in pod["spec"]["containers"] if c["name"] == "node"]
+        node["image"] = trainer["image"]
+        node["resources"] = trainer["resourcesPerNode"]
+        env = {variable["name"]: variable for variable in node.get("env", [])}
+        env.update((variable["name"], variable) for variable in trainer.get("env", []))
+        if env:
+            node["env"] = list(env.values())
+        return pod
 
     def config_file(self, component: str) -> dict[str, Any]:
         data = self.get("ConfigMap", f"{RELEASE}-config")["data"][f"{component}.yaml"]

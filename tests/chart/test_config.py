@@ -39,8 +39,10 @@ def container_of(rendered: Rendered, component: str) -> dict[str, Any] | None:
         if obj["kind"] == "PyTorchJob":
             master = obj["spec"]["pytorchReplicaSpecs"]["Master"]
             return master["template"]["spec"]["containers"][0]
-        if obj["kind"] == "TrainJob":
-            return obj["spec"]["trainer"]
+        if obj["kind"] == "TrainingRuntime":
+            pod = rendered.trainer_pod(obj)
+            (node,) = [c for c in pod["spec"]["containers"] if c["name"] == "node"]
+            return node
     return None
 
 
@@ -66,10 +68,8 @@ def load_settings(
             monkeypatch.delenv(name)
     container = container_of(rendered, component)
     assert container is not None, (rendered.name, component)
-    if "volumeMounts" in container:  # a TrainJob mounts it through its pod patches
-        assert {"name": "config", "mountPath": "/etc/hybridrl", "readOnly": True} in container[
-            "volumeMounts"
-        ]
+    mount = {"name": "config", "mountPath": "/etc/hybridrl", "readOnly": True}
+    assert mount in container["volumeMounts"]
     for name, value in stand_in_environment(container, f"{RELEASE}-{component}-0").items():
         monkeypatch.setenv(name, value)
     data = rendered.get("ConfigMap", f"{RELEASE}-config")["data"][f"{component}.yaml"]

@@ -2,9 +2,8 @@
 
 Core kinds are validated strictly (unknown fields are errors) against the Kubernetes schemas of
 ``KUBERNETES_VERSION``. PyTorchJobs are loaded into the training SDK's model and every pod
-template is validated as a core PodTemplate; TrainJobs are checked field by field against the
-trainer.kubeflow.org/v1alpha1 API (Trainer >= 2.2, runtimePatches); ScaledObjects against
-KEDA's kafka trigger.
+template is validated as a core PodTemplate; ScaledObjects are checked against KEDA's kafka
+trigger, and the TrainJob and its TrainingRuntime in test_trainjob.py.
 """
 
 from __future__ import annotations
@@ -17,41 +16,9 @@ import pytest
 from kubeflow.training import ApiClient
 from kubeflow.training.models import KubeflowOrgV1PyTorchJob
 
-from .conftest import CHART_DIR, CUSTOM_KINDS, KUBERNETES_VERSION, RELEASE, VALUE_SETS, Rendered
+from hybridrl.k8s import learner_command
 
-# Field names of the Trainer v2 API (pkg/apis/trainer/v1alpha1/trainjob_types.go).
-TRAINJOB_SPEC = {
-    "runtimeRef",
-    "initializer",
-    "trainer",
-    "runtimePatches",
-    "suspend",
-    "activeDeadlineSeconds",
-    "managedBy",
-}
-TRAINJOB_TRAINER = {
-    "image",
-    "command",
-    "args",
-    "env",
-    "numNodes",
-    "resourcesPerNode",
-    "numProcPerNode",
-}
-TRAINJOB_POD_SPEC_PATCH = {
-    "serviceAccountName",
-    "volumes",
-    "initContainers",
-    "containers",
-    "imagePullSecrets",
-    "securityContext",
-    "nodeSelector",
-    "affinity",
-    "tolerations",
-    "schedulingGates",
-    "terminationGracePeriodSeconds",
-}
-TRAINJOB_CONTAINER_PATCH = {"name", "env", "volumeMounts", "securityContext"}
+from .conftest import CHART_DIR, CUSTOM_KINDS, KUBERNETES_VERSION, RELEASE, VALUE_SETS, Rendered
 
 
 def validate_core(obj: dict[str, Any]) -> None:
@@ -155,29 +122,14 @@ def test_pytorchjob_launches_the_contract_commands(rendered_sets: dict[str, Rend
     ]
     assert torchrun["spec"]["nprocPerNode"] == "1"
 
+    assert command == learner_command("torchrun")
     deepspeed = rendered_sets["gpu-keda"].get("PyTorchJob", f"{RELEASE}-learner")
-    worker = deepspeed["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]
-    assert worker["containers"][0]["command"] == [
-        "deepspeed",
-        "--hostfile=/etc/hybridrl/learner-hostfile",
-        "--no_ssh",
-        "--no_local_rank",
-        "--num_nodes=$(PET_NNODES)",
-        "--node_rank=$(PET_NODE_RANK)",
-        "--master_addr=$(PET_MASTER_ADDR)",
-        "--master_port=$(PET_MASTER_PORT)",
-        "--num_gpus=4",
-        "--module",
-        "hybridrl",
-        "serve",
-        "learner",
-        "--config",
-        "/etc/hybridrl/learner.yaml",
-    ]
-    hostfile = rendered_sets["gpu-keda"].get("ConfigMap", f"{RELEASE}-config")["data"][
-        "learner-hostfile"
-    ]
-    assert hostfile.splitlines() == [f"node-{n} slots=4" for n in range(4)]
+    for replica in deepspeed["spec"]["pytorchReplicaSpecs"].values():
+        (container,) = replica["template"]["spec"]["containers"]
+        # The script writes DeepSpeed's hostfile from PET_NNODES, which the operator sets.
+        assert container["command"] == learner_command("deepspeed")
+        assert container["command"][:2] == ["/bin/sh", "-c"]
+    assert deepspeed["spec"]["nprocPerNode"] == "4"
 
 
 def test_learner_service_selects_rank_zero(rendered_sets: dict[str, Rendered]) -> None:
@@ -191,43 +143,10 @@ def test_learner_service_selects_rank_zero(rendered_sets: dict[str, Rendered]) -
     ]
     trainjob = rendered_sets["trainjob"].get("Service", f"{RELEASE}-learner")
     assert trainjob["spec"]["selector"]["jobset.sigs.k8s.io/jobset-name"] == f"{RELEASE}-learner"
-    assert trainjob["spec"]["selector"]["jobset.sigs.k8s.io/replicatedjob-name"] == "launcher"
+    assert trainjob["spec"]["selector"]["jobset.sigs.k8s.io/replicatedjob-name"] == "node"
+    assert trainjob["spec"]["selector"]["batch.kubernetes.io/job-completion-index"] == "0"
     with pytest.raises(KeyError):
         rendered_sets["minimal"].get("Service", f"{RELEASE}-learner")
-
-
-def test_trainjob_uses_the_trainer_v2_api(rendered_sets: dict[str, Rendered]) -> None:
-    job = rendered_sets["trainjob"].get("TrainJob", f"{RELEASE}-learner")
-    assert job["apiVersion"] == "trainer.kubeflow.org/v1alpha1"
-    spec = job["spec"]
-    assert set(spec) <= TRAINJOB_SPEC
-    assert spec["runtimeRef"] == {
-        "apiGroup": "trainer.kubeflow.org",
-        "kind": "ClusterTrainingRuntime",
-        "name": "deepspeed-distributed",
-    }
-    trainer = spec["trainer"]
-    assert set(trainer) <= TRAINJOB_TRAINER
-    assert trainer["numNodes"] == 3
-    assert trainer["numProcPerNode"] == 1
-    assert trainer["command"][:5] == ["mpirun", "--np", "3", "--map-by", "ppr:1:node"]
-    assert "--node_rank=${OMPI_COMM_WORLD_RANK}" in trainer["command"][-1]
-    assert "--master_addr=demo-learner-launcher-0-0.demo-learner" in trainer["command"][-1]
-    assert trainer["resourcesPerNode"] == {
-        "limits": {"memory": "16Gi"},
-        "requests": {"cpu": "2", "memory": "8Gi"},
-    }
-    (patch,) = spec["runtimePatches"]
-    assert patch["manager"] == "hybridrl.io/helm-chart"
-    jobs = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
-    assert [j["name"] for j in jobs] == ["launcher", "node"]
-    for replicated in jobs:
-        template = replicated["template"]["spec"]["template"]
-        assert set(template["spec"]) <= TRAINJOB_POD_SPEC_PATCH
-        for container in template["spec"]["containers"]:
-            assert set(container) <= TRAINJOB_CONTAINER_PATCH
-        # The patch's pod spec is a subset of a core pod spec: validate it as one.
-        validate_pod_template(template, f"{RELEASE}-learner-{replicated['name']}")
 
 
 def test_scaledobject_scales_rollout_on_prompt_lag(rendered_sets: dict[str, Rendered]) -> None:

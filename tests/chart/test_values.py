@@ -75,6 +75,14 @@ def test_chart_defaults_are_the_values_file(chart: helm_python.Chart) -> None:
         ({"objectStore": {"bucket": "Bad_Bucket"}}, "at '/objectStore/bucket'"),
         ({"dev": {"kafka": {"image": {"tag": 4}}}}, "at '/dev/kafka/image/tag'"),
         ({"learner": {"workers": -1}}, "at '/learner/workers'"),
+        (
+            {"learner": {"trainJob": {"runtime": {"kind": "Runtime"}}}},
+            "at '/learner/trainJob/runtime/kind': value must be one of",
+        ),
+        (
+            {"learner": {"trainJob": {"runtimeName": "deepspeed-distributed"}}},
+            "additional properties 'runtimeName' not allowed",
+        ),
     ],
 )
 def test_schema_rejects_bad_values(
@@ -108,6 +116,10 @@ def test_schema_rejects_bad_values(
                 "rollout": {"autoscaling": {"keda": {"enabled": True}}},
             },
             "rollout.autoscaling.keda.triggerAuthenticationName is required",
+        ),
+        (
+            {"learner": {"api": "trainjob", "trainJob": {"runtime": {"create": False}}}},
+            "learner.trainJob.runtime.name is required with learner.trainJob.runtime.create=false",
         ),
     ],
 )

@@ -1,8 +1,8 @@
 """Every pod the chart makes is restricted, probed, sized and labelled.
 
-Walks each pod template: Deployments, StatefulSets, the hook Job, and the PyTorchJob's Master
-and Worker replicas (the TrainJob's pod patches carry security and labels only: the API gives
-them no probes or resources, which go to ``trainer.resourcesPerNode`` instead).
+Walks each pod template: Deployments, StatefulSets, the hook Job, the PyTorchJob's Master and
+Worker replicas, and the TrainingRuntime's node pods as its TrainJob makes them (image, env and
+resources come from the TrainJob's ``spec.trainer``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ def pod_templates(rendered: Rendered) -> Iterator[tuple[str, dict[str, Any], boo
             for replica, spec in obj["spec"]["pytorchReplicaSpecs"].items():
                 # Workers serve nothing; values.yaml says why they have no probes.
                 yield f"{where}/{replica}", spec["template"], replica == "Master"
+        elif obj["kind"] == "TrainingRuntime":
+            # One template makes every node; only rank 0 serves gRPC: values.yaml says why.
+            yield f"{where}/node", rendered.trainer_pod(obj), False
 
 
 def test_every_object_has_the_standard_labels(rendered: Rendered) -> None:

@@ -117,17 +117,6 @@ never appear here; they reach the pods as HYBRIDRL_<SERVICE>_... variables from 
 {{- toYaml $merged -}}
 {{- end -}}
 
-{{/*
-The DeepSpeed launcher's hostfile: one line per pod. With --no_ssh nothing connects to these
-names; DeepSpeed 0.19 needs the file to accept --num_nodes above 1 and a --node_rank past 0.
-*/}}
-{{- define "hybridrl.learnerHostfile" -}}
-{{- $nodes := add 1 (int .Values.learner.workers) | int -}}
-{{- range $node := until $nodes }}
-node-{{ $node }} slots={{ int $.Values.learner.nprocPerNode }}
-{{- end }}
-{{- end -}}
-
 {{/* Values that no schema can check alone; fails the render with the reason. */}}
 {{- define "hybridrl.validate" -}}
 {{- $values := .Values -}}
@@ -148,6 +137,12 @@ node-{{ $node }} slots={{ int $.Values.learner.nprocPerNode }}
   "topics.create needs a PLAINTEXT broker"
   "(`hybridrl topics create` has no SASL/TLS options)" $protocol
   "set topics.create=false and create the topics yourself") -}}
+{{- end -}}
+{{- $learner := $values.learner -}}
+{{- if and $learner.enabled (eq $learner.api "trainjob") (not $learner.trainJob.runtime.create)
+  (not $learner.trainJob.runtime.name) -}}
+{{- fail (print "learner.trainJob.runtime.name is required with"
+  " learner.trainJob.runtime.create=false (the runtime the TrainJob references)") -}}
 {{- end -}}
 {{- $tls := $values.kafka.security.tls -}}
 {{- if and $tls.clientAuth (not (include "hybridrl.kafkaTlsSecret" .)) (not $values.dev.enabled) -}}

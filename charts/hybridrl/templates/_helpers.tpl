@@ -46,12 +46,18 @@ app.kubernetes.io/name: {{ include "hybridrl.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{/* metadata of a component resource; optional "name" and "annotations" in the dict. */}}
+{{/*
+metadata of a component resource; optional "name", "labels" (added to the chart's) and
+"annotations" in the dict.
+*/}}
 {{- define "hybridrl.metadata" -}}
 name: {{ default (include "hybridrl.componentName" .) .name }}
 namespace: {{ .context.Release.Namespace }}
 labels:
   {{- include "hybridrl.labels" . | nindent 2 }}
+  {{- with .labels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- $common := default (dict) .context.Values.commonAnnotations }}
 {{- $annotations := merge (dict) (default (dict) .annotations) $common }}
 {{- with $annotations }}

@@ -1,78 +1,49 @@
 {{/*
-The learner's launch: one launcher per pod (torchrun or the DeepSpeed launcher) that starts
-nprocPerNode ranks of `hybridrl serve learner`. The training operator (and Trainer's torch
-runtime) set PET_NNODES, PET_NODE_RANK, PET_MASTER_ADDR, PET_MASTER_PORT, PET_NPROC_PER_NODE;
-torchrun reads them itself, the DeepSpeed launcher gets them as flags.
+The learner's launch, the command of hybridrl.k8s.launchers.learner_command: one launcher per
+pod (torchrun or the DeepSpeed launcher) that starts nprocPerNode ranks of `hybridrl serve
+learner`. The training operator (PyTorchJob with nprocPerNode) and Trainer's torch policy
+(TrainingRuntime with mlPolicy.torch) set the same variables on every pod: PET_NNODES,
+PET_NPROC_PER_NODE, PET_NODE_RANK, PET_MASTER_ADDR, PET_MASTER_PORT. torchrun reads them itself;
+the DeepSpeed script below passes them as flags.
 */}}
 
-{{- define "hybridrl.learnerServeArgs" -}}
-{{- $config := printf "%s/learner.yaml" (include "hybridrl.configDir" .) -}}
-{{- list "--module" "hybridrl" "serve" "learner" "--config" $config | toJson -}}
+{{- define "hybridrl.learnerConfigPath" -}}
+{{- printf "%s/learner.yaml" (include "hybridrl.configDir" .) -}}
 {{- end -}}
 
 {{/*
-Flags of the DeepSpeed launcher. --no_ssh: every pod starts its own ranks. --no_local_rank:
-`hybridrl serve` takes no --local_rank argument (LOCAL_RANK is in the environment). The hostfile
-lists one line per pod: without it DeepSpeed 0.19 refuses --num_nodes above 1.
+The DeepSpeed launcher's script. --no_ssh: every pod starts its own ranks. --no_local_rank:
+`hybridrl serve` takes no --local_rank argument (LOCAL_RANK is in the environment). DeepSpeed
+0.19 refuses --num_nodes above 1 without a hostfile of one line per pod: each pod writes it to
+/tmp (an emptyDir) from PET_NNODES, so the job's shape comes from the job controller alone.
+Kubernetes expands only $(NAME) of a defined variable in a command; $((...)) reaches the shell.
 */}}
-{{- define "hybridrl.deepspeedFlags" -}}
-{{- $values := .context.Values -}}
-{{- list
-  (printf "--hostfile=%s/learner-hostfile" (include "hybridrl.configDir" .))
-  "--no_ssh" "--no_local_rank"
-  (printf "--num_nodes=%s" .nnodes) (printf "--node_rank=%s" .nodeRank)
-  (printf "--master_addr=%s" .masterAddr) (printf "--master_port=%s" .masterPort)
-  (printf "--num_gpus=%d" (int $values.learner.nprocPerNode))
-  | toJson -}}
+{{- define "hybridrl.deepspeedScript" -}}
+set -eu
+hostfile=/tmp/hybridrl/hostfile
+mkdir -p "${hostfile%/*}"
+: > "$hostfile"
+node=0
+while [ "$node" -lt "$PET_NNODES" ]; do
+  echo "node-$node slots=$PET_NPROC_PER_NODE" >> "$hostfile"
+  node=$((node + 1))
+done
+exec deepspeed --hostfile="$hostfile" --no_ssh \
+  --num_nodes="$PET_NNODES" --node_rank="$PET_NODE_RANK" \
+  --master_addr="$PET_MASTER_ADDR" --master_port="$PET_MASTER_PORT" \
+  --num_gpus="$PET_NPROC_PER_NODE" --no_local_rank \
+  --module hybridrl serve learner --config {{ include "hybridrl.learnerConfigPath" . }}
 {{- end -}}
 
-{{/* The container command of a PyTorchJob replica or a torch-runtime TrainJob. */}}
+{{/* The learner container's command, a YAML list: a PyTorchJob replica or a runtime's node. */}}
 {{- define "hybridrl.learnerCommand" -}}
-{{- $serve := include "hybridrl.learnerServeArgs" .context | fromJsonArray -}}
 {{- if eq .context.Values.learner.launcher "deepspeed" -}}
-{{- $flags := include "hybridrl.deepspeedFlags" (dict "context" .context
-  "nnodes" "$(PET_NNODES)" "nodeRank" "$(PET_NODE_RANK)"
-  "masterAddr" "$(PET_MASTER_ADDR)" "masterPort" "$(PET_MASTER_PORT)") | fromJsonArray -}}
-{{- concat (list "deepspeed") $flags $serve | toJson -}}
+- /bin/sh
+- -c
+- |
+  {{- include "hybridrl.deepspeedScript" .context | nindent 2 }}
 {{- else -}}
-{{- concat (list "torchrun") $serve | toJson -}}
+{{- $config := include "hybridrl.learnerConfigPath" .context -}}
+{{- list "torchrun" "--module" "hybridrl" "serve" "learner" "--config" $config | toYaml -}}
 {{- end -}}
-{{- end -}}
-
-{{/*
-The command under an MPI runtime (Trainer's deepspeed-distributed): the launcher pod runs
-mpirun, which starts one launcher per pod (ppr:1:node) through the runtime's SSH; each takes
-its node rank from OpenMPI. Rank 0 runs on the first host of the runtime's hostfile, the
-launcher pod (runLauncherAsNode). Processes started over SSH do not see the pod's environment,
-so mpirun forwards the secret variables (-x).
-*/}}
-{{- define "hybridrl.learnerMpiCommand" -}}
-{{- $values := .Values -}}
-{{- $name := include "hybridrl.componentName" (dict "context" . "component" "learner") -}}
-{{- $nnodes := add 1 (int $values.learner.workers) | toString -}}
-{{- $masterAddr := printf "%s-launcher-0-0.%s" $name $name -}}
-{{- $port := int $values.learner.masterPort | toString -}}
-{{- $serve := include "hybridrl.learnerServeArgs" . | fromJsonArray -}}
-{{- $launch := list -}}
-{{- if eq $values.learner.launcher "deepspeed" -}}
-{{- $flags := include "hybridrl.deepspeedFlags" (dict "context" .
-  "nnodes" $nnodes "nodeRank" "${OMPI_COMM_WORLD_RANK}"
-  "masterAddr" $masterAddr "masterPort" $port) | fromJsonArray -}}
-{{- $launch = concat (list "deepspeed") $flags $serve -}}
-{{- else -}}
-{{- $launch = concat (list "torchrun"
-  (printf "--nnodes=%s" $nnodes)
-  (printf "--nproc-per-node=%d" (int $values.learner.nprocPerNode))
-  "--node-rank=${OMPI_COMM_WORLD_RANK}"
-  (printf "--master-addr=%s" $masterAddr)
-  (printf "--master-port=%s" $port)) $serve -}}
-{{- end -}}
-{{- $forward := list -}}
-{{- $secretEnv := include "hybridrl.secretEnv" (dict "context" . "component" "learner") -}}
-{{- range $env := $secretEnv | fromYamlArray -}}
-{{- $forward = concat $forward (list "-x" $env.name) -}}
-{{- end -}}
-{{- $mpirun := list "mpirun" "--np" $nnodes "--map-by" "ppr:1:node" "--bind-to" "none" -}}
-{{- $mpirun = concat $mpirun $forward -}}
-{{- concat $mpirun (list "sh" "-c" (printf "exec %s" (join " " $launch))) | toJson -}}
 {{- end -}}

@@ -38,9 +38,6 @@ the service container. Take (dict "context" $ "component" "<name>").
           name: {{ printf "%s-config" (include "hybridrl.fullname" .context) }}
           items:
             - {key: {{ .component }}.yaml, path: {{ .component }}.yaml}
-            {{- if and (eq .component "learner") (eq $values.learner.launcher "deepspeed") }}
-            - {key: learner-hostfile, path: learner-hostfile}
-            {{- end }}
       {{- with include "hybridrl.kafkaTlsSecret" .context }}
       - secret:
           name: {{ . }}
