@@ -23,7 +23,6 @@ initial checkpoint's weights, also after a resume.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import threading
 import time
@@ -50,24 +49,29 @@ from hybridrl_services.learner.distributed import (
     agree,
     gather_objects,
 )
+from hybridrl_services.learner.model_setup import deepspeed_config, initial_policy, share_of
 from hybridrl_services.learner.settings import LearnerSettings
 from hybridrl_services.learner.status import LearnerProgress
+from hybridrl_services.learner.step_log import (
+    RankStep,
+    append_record,
+    end_cut_line,
+    losses_of,
+    step_record,
+)
 from numpy.typing import NDArray
 
 from hybridrl.algo.pairs import PreferencePair
 from hybridrl.algo.samples import ScoredResponse
 from hybridrl.bus.producer import EventProducer
 from hybridrl.learner.collate import collate_grpo, collate_pairs
-from hybridrl.learner.rollouts import tiny_model_config
 from hybridrl.learner.schedule import phase_learning_rate
 from hybridrl.learner.steps import StepOutput, grpo_step, mpo_step, zero_loss
 from hybridrl.models.freezing import apply_freeze_mode
-from hybridrl.models.policy_checkpoint import load_policy_state
 from hybridrl.models.tokenizer import build_tokenizer
 from hybridrl.models.vlm import VisionLanguageModel
-from hybridrl.models.vlm_config import VisionLanguageModelConfig
 from hybridrl.proto.v1 import buffer_pb2
-from hybridrl.store.checkpoints import CheckpointRef, open_checkpoint
+from hybridrl.store.checkpoints import CheckpointRef
 from hybridrl.store.claim_check import ClaimCheckStore
 from hybridrl.store.uris import open_object_store, resolve
 
@@ -86,62 +90,6 @@ class Fetched:
     @property
     def count(self) -> int:
         return len(self.samples) + len(self.pairs)
-
-
-def share_of(total: int, rank: RankInfo) -> int:
-    """This rank's part of ``total`` places: equal shares, the first ranks take the rest."""
-    base, extra = divmod(total, rank.world_size)
-    return base + (1 if rank.rank < extra else 0)
-
-
-def initial_policy(
-    settings: LearnerSettings,
-) -> tuple[VisionLanguageModel, int]:
-    """The model the run starts from and its policy version: the initial checkpoint's full
-    weights, or the tiny model built from ``run.seed``."""
-    uri = settings.initial_checkpoint_uri
-    if uri is None:
-        config = tiny_model_config(build_tokenizer(), settings.run.language_initializer_range)
-        with torch.random.fork_rng():
-            torch.manual_seed(settings.run.seed)
-            return VisionLanguageModel(config), 0
-    store, ref = open_checkpoint(uri, settings.object_store)
-    state, metadata = load_policy_state(store, ref)
-    if metadata.weights != "full":
-        raise ValueError(f"{uri} holds only {metadata.weights} weights; start from full weights")
-    model = VisionLanguageModel(VisionLanguageModelConfig.model_validate(metadata.model_config))
-    model.load_state_dict(state, strict=True)
-    return model, metadata.policy_version
-
-
-def deepspeed_config(settings: LearnerSettings, learning_rate: float) -> dict[str, Any]:
-    """DeepSpeed's configuration: ZeRO stage, AdamW, clipping; batches are the learner's own."""
-    return {
-        "train_micro_batch_size_per_gpu": 1,
-        "gradient_accumulation_steps": 1,
-        "gradient_clipping": settings.run.max_grad_norm,
-        "zero_optimization": {"stage": settings.deepspeed.zero_stage},
-        "optimizer": {
-            "type": "AdamW",
-            "params": {
-                "lr": learning_rate,
-                "weight_decay": settings.deepspeed.weight_decay,
-                "torch_adam": True,
-            },
-        },
-        "steps_per_print": 2**31 - 1,
-        "wall_clock_breakdown": False,
-    }
-
-
-@dataclass
-class _RankStep:
-    """What one rank did in a step, gathered on rank 0 for the log."""
-
-    items: int = 0
-    busy_seconds: float = 0.0
-    metrics: dict[str, float] = field(default_factory=dict)
-    summary: BatchSummary = field(default_factory=BatchSummary)
 
 
 class DistributedLearner:
@@ -244,24 +192,14 @@ class DistributedLearner:
         if self.step < self.total_steps:
             self._set_learning_rate(self.step)
         if self.rank.is_main:
-            self._end_cut_metrics_line()
+            if self.settings.metrics_file is not None:
+                end_cut_line(self.settings.metrics_file)
             self._publish(full=True)
             self.checkpoints.wait_published()
             if resumed is not None and self._progress is not None:
                 sha = self.checkpoints.learner_store.manifest_sha256(resumed.ref)
                 self._progress.checkpointed(resumed.ref.uri, resumed.state.step, sha)
         self._update_progress({})
-
-    def _end_cut_metrics_line(self) -> None:
-        # A learner killed mid-write left half a line: end it, so the next record starts on
-        # a line of its own and the report skips only the broken one.
-        path = self.settings.metrics_file
-        if path is None or not path.exists() or path.stat().st_size == 0:
-            return
-        with path.open("rb+") as handle:
-            handle.seek(-1, 2)
-            if handle.read(1) != b"\n":
-                handle.write(b"\n")
 
     def _set_learning_rate(self, step: int) -> None:
         """The rate of ``step`` by the run's schedule (``phase_learning_rate``)."""
@@ -296,7 +234,7 @@ class DistributedLearner:
             self._prefetch(self.step + 1)
             busy = time.monotonic()
             metrics = self._train(phase, fetched)
-            record = _RankStep(
+            record = RankStep(
                 items=fetched.count,
                 busy_seconds=time.monotonic() - busy,
                 metrics=metrics,
@@ -430,76 +368,36 @@ class DistributedLearner:
         )
         self._published_version = self.policy_version
 
-    def _log(self, phase: str, ranks: list[_RankStep], seconds: float) -> None:
+    def _log(self, phase: str, ranks: list[RankStep], seconds: float) -> None:
         if not self.rank.is_main:
             return
         run = self.settings.run
-        items = sum(r.items for r in ranks)
-        offered = sum(r.summary.fresh_offered for r in ranks)
-
-        def fresh_mean(name: str) -> float | None:
-            if not offered:
-                return None
-            total = sum(float(getattr(r.summary, name)) * r.summary.fresh_offered for r in ranks)
-            return total / offered
-
-        metrics: dict[str, float] = {}
-        weighted = [r for r in ranks if r.metrics and r.items]
-        for key in set.intersection(*(set(r.metrics) for r in weighted)) if weighted else ():
-            metrics[key] = sum(r.metrics[key] * r.items for r in weighted) / sum(
-                r.items for r in weighted
-            )
-        places = run.grpo_batch_places if phase == "grpo" else run.mpo_batch_pairs
-        zero = sum(r.summary.fresh_zero_advantage for r in ranks)
-        busy = max(r.busy_seconds for r in ranks)
-        # The step functions' metrics first: the learner's own keys win (both have "samples").
-        record: dict[str, Any] = {
-            **metrics,
-            "step": self.step - 1,
-            "phase": phase,
-            "phase_step": self.step - 1 - (run.mpo_steps if phase == "grpo" else 0),
-            "policy_version": self.policy_version,
-            "time": time.monotonic() - self._started,
-            "seconds": seconds,
-            "busy_seconds": busy,
-            "samples": items,
-            "samples_per_second": items / seconds if seconds > 0 else 0.0,
-            "reward": fresh_mean("reward"),
-            "reward_rule": fresh_mean("reward_rule"),
-            "reward_format": fresh_mean("reward_format"),
-            "reward_model": fresh_mean("reward_model"),
-            "response_length": fresh_mean("response_length"),
-            "fresh_effective_ratio": (offered - zero) / offered if offered else None,
-            # Samples of zero-variance groups have zero advantage (eq. 6): their share.
-            "zero_variance_fraction": zero / offered if offered else None,
-            "batch_fill": items / places,
-        }
+        record = step_record(
+            ranks,
+            step=self.step - 1,
+            phase=phase,
+            phase_step=self.step - 1 - (run.mpo_steps if phase == "grpo" else 0),
+            policy_version=self.policy_version,
+            elapsed=time.monotonic() - self._started,
+            seconds=seconds,
+            places=run.grpo_batch_places if phase == "grpo" else run.mpo_batch_pairs,
+        )
         stats = self.buffer.stats()
         if stats is not None:
             record["buffer_size"] = stats.buffer_size
             record["ssb_effective_ratio"] = stats.effective_sample_ratio
         if self.settings.metrics_file is not None:
-            self.settings.metrics_file.parent.mkdir(parents=True, exist_ok=True)
-            with self.settings.metrics_file.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            append_record(self.settings.metrics_file, record)
         self._update_progress(record)
 
     def _update_progress(self, record: dict[str, Any]) -> None:
         if self._progress is None:
             return
-        losses = {"total": float(record["loss"])} if "loss" in record else {}
-        names = {
-            "policy_loss": "grpo",
-            "preference_loss": "preference",
-            "quality_loss": "quality",
-            "generation_loss": "generation",
-        }
-        losses.update({names[k]: float(v) for k, v in record.items() if k in names})
         self._progress.update(
             step=self.step,
             phase=self.phase(min(self.step, max(self.total_steps - 1, 0))),
             policy_version=self.policy_version,
-            losses=losses,
+            losses=losses_of(record),
             samples_per_second=float(record.get("samples_per_second", 0.0)),
         )
 

@@ -15,7 +15,7 @@ from hybridrl_services.learner.distributed import (
     agree,
     gather_objects,
 )
-from hybridrl_services.learner.trainer import share_of
+from hybridrl_services.learner.model_setup import share_of
 
 from hybridrl.algo.mpo import RewardShift
 from hybridrl.local.child_process import free_port
