@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from types import FrameType
-from typing import Protocol
+from typing import Any, NoReturn, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,6 +24,13 @@ from hybridrl.config.service_settings import GrpcServerSettings
 logger = logging.getLogger(__name__)
 
 Registrar = Callable[[grpc.Server], None]
+
+
+def abort(context: Any, code: grpc.StatusCode, message: str) -> NoReturn:
+    """``context.abort``, which ends the call by raising; typed so that callers need no
+    return after it."""
+    context.abort(code, message)
+    raise AssertionError("context.abort returns only by raising")
 
 
 class ServiceServer:

@@ -20,7 +20,11 @@ from hybridrl.bus.topics import DEFAULT_PREFIX, Topics
 from hybridrl.config.kafka import KafkaSettings
 from hybridrl.config.learner import LearnerConfig
 from hybridrl.config.object_store import ObjectStoreSettings
-from hybridrl.config.service_settings import GrpcServerSettings, ServiceSettings
+from hybridrl.config.service_settings import (
+    GrpcServerSettings,
+    ServiceSettings,
+    default_claim_check_uri,
+)
 
 
 class DeepSpeedSettings(BaseModel):
@@ -172,8 +176,4 @@ class LearnerSettings(ServiceSettings):
 
     @property
     def resolved_claim_check_uri(self) -> str | None:
-        if self.claim_check_uri is not None:
-            return self.claim_check_uri
-        if self.object_store is None:
-            return None
-        return f"s3://{self.object_store.bucket}/claim-checks/rollouts"
+        return default_claim_check_uri(self.claim_check_uri, self.object_store)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
+from hybridrl_services.common.grpc_server import abort
 
 from hybridrl.proto.schema import SCHEMA_VERSION, check_schema_version
 from hybridrl.proto.v1 import common_pb2, learner_pb2, learner_pb2_grpc
@@ -90,11 +91,6 @@ class LearnerProgress:
             return self._view
 
 
-def _abort(context: Any, code: grpc.StatusCode, message: str) -> NoReturn:
-    context.abort(code, message)
-    raise AssertionError("context.abort returns only by raising")
-
-
 class LearnerServicer(learner_pb2_grpc.LearnerServiceServicer):
     """Serves ``LearnerService`` from a ``LearnerProgress``."""
 
@@ -107,7 +103,7 @@ class LearnerServicer(learner_pb2_grpc.LearnerServiceServicer):
         try:
             check_schema_version(request)
         except ValueError as error:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
         view = self._progress.view()
         return learner_pb2.StatusResponse(
             schema_version=SCHEMA_VERSION,
@@ -126,13 +122,13 @@ class LearnerServicer(learner_pb2_grpc.LearnerServiceServicer):
         try:
             check_schema_version(request)
         except ValueError as error:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
         try:
             view = self._progress.request_checkpoint(context.time_remaining())
         except TimeoutError:
-            _abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, "no checkpoint was written in time")
+            abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, "no checkpoint was written in time")
         except RuntimeError as error:
-            _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(error))
+            abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(error))
         return learner_pb2.CheckpointResponse(
             schema_version=SCHEMA_VERSION,
             checkpoint_uri=view.last_checkpoint_uri,

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
+from hybridrl_services.common.grpc_server import abort
 from hybridrl_services.reward.messages import (
     PromptImages,
     scoring_item_from_request,
@@ -81,12 +82,12 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
             check_schema_version(request)
             items = self._items(messages, single=single)
         except ValueError as error:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
         except ObjectStoreUnavailable as error:
-            _abort(context, grpc.StatusCode.UNAVAILABLE, f"image store unavailable: {error}")
+            abort(context, grpc.StatusCode.UNAVAILABLE, f"image store unavailable: {error}")
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
-            _abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before scoring")
+            abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before scoring")
         try:
             # Leave part of the caller's time for the answer: a model running late then costs
             # r_theta (status model_skipped), not the whole call.
@@ -94,7 +95,7 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
             scored = self._scorer.score(items, timeout_seconds=budget)
         except RuntimeError as error:  # closed while stopping, or the rule pool failed
             logger.warning("scoring failed: %s", error)
-            _abort(context, grpc.StatusCode.UNAVAILABLE, f"scorer unavailable: {error}")
+            abort(context, grpc.StatusCode.UNAVAILABLE, f"scorer unavailable: {error}")
         return [scoring_result(item) for item in scored]
 
     def _items(
@@ -115,8 +116,3 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
                     f"{'item' if single else f'items[{position}]'}: {error}"
                 ) from error
         return items
-
-
-def _abort(context: Any, code: grpc.StatusCode, message: str) -> NoReturn:
-    context.abort(code, message)
-    raise AssertionError("context.abort returns only by raising")

@@ -18,7 +18,11 @@ from hybridrl.bus.topics import DEFAULT_PREFIX, Topics
 from hybridrl.config.kafka import KafkaSettings
 from hybridrl.config.object_store import ObjectStoreSettings
 from hybridrl.config.rewards import RewardsConfig
-from hybridrl.config.service_settings import GrpcServerSettings, ServiceSettings
+from hybridrl.config.service_settings import (
+    GrpcServerSettings,
+    ServiceSettings,
+    default_claim_check_uri,
+)
 from hybridrl.rewards.reward_model import RewardScoringConfig
 
 NO_MODEL = "none"
@@ -129,8 +133,4 @@ class RewardSettings(ServiceSettings):
 
     @property
     def resolved_claim_check_uri(self) -> str | None:
-        if self.claim_check_uri is not None:
-            return self.claim_check_uri
-        if self.object_store is None:
-            return None
-        return f"s3://{self.object_store.bucket}/claim-checks/rollouts"
+        return default_claim_check_uri(self.claim_check_uri, self.object_store)

@@ -18,7 +18,11 @@ from pydantic_settings import SettingsConfigDict
 from hybridrl.bus.topics import DEFAULT_PREFIX, Topics
 from hybridrl.config.kafka import KafkaSettings
 from hybridrl.config.object_store import ObjectStoreSettings
-from hybridrl.config.service_settings import GrpcServerSettings, ServiceSettings
+from hybridrl.config.service_settings import (
+    GrpcServerSettings,
+    ServiceSettings,
+    default_claim_check_uri,
+)
 from hybridrl.engines.base import MAX_SEED
 from hybridrl.models.vlm_config import FreezeMode
 from hybridrl.rollout.policy_source import BUILTIN_TOKENIZER
@@ -185,8 +189,4 @@ class RolloutSettings(ServiceSettings):
 
     @property
     def resolved_claim_check_uri(self) -> str | None:
-        if self.claim_check_uri is not None:
-            return self.claim_check_uri
-        if self.object_store is None:
-            return None
-        return f"s3://{self.object_store.bucket}/claim-checks/rollouts"
+        return default_claim_check_uri(self.claim_check_uri, self.object_store)

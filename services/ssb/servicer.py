@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
+from hybridrl_services.common.grpc_server import abort
 from hybridrl_services.ssb.worker import SnapshotsDisabledError
 
 from hybridrl.algo.pairs import PreferencePair
@@ -49,12 +50,6 @@ SERVICE_NAME = buffer_pb2.DESCRIPTOR.services_by_name["BufferService"].full_name
 
 SnapshotRequester = Callable[[float | None], SavedSnapshot]
 """Takes a snapshot within the given seconds (None: no limit) and returns where it is."""
-
-
-def abort(context: Any, code: grpc.StatusCode, message: str) -> NoReturn:
-    """``context.abort``, which ends the call by raising."""
-    context.abort(code, message)
-    raise AssertionError("context.abort returns only by raising")
 
 
 _ORIGIN_BUFFER = buffer_pb2.SAMPLE_ORIGIN_BUFFER

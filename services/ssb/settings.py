@@ -15,7 +15,11 @@ from hybridrl.config.buffer import MPOPairConfig, SSBConfig
 from hybridrl.config.kafka import KafkaSettings
 from hybridrl.config.losses import GRPOConfig
 from hybridrl.config.object_store import ObjectStoreSettings
-from hybridrl.config.service_settings import GrpcServerSettings, ServiceSettings
+from hybridrl.config.service_settings import (
+    GrpcServerSettings,
+    ServiceSettings,
+    default_claim_check_uri,
+)
 from hybridrl.replay.config import GroupAssemblyConfig, SampleStoreConfig
 from hybridrl.replay.shard import ShardSettings
 from hybridrl.replay.snapshots import shard_prefix
@@ -137,8 +141,4 @@ class SSBSettings(ServiceSettings):
 
     @property
     def resolved_claim_check_uri(self) -> str | None:
-        if self.claim_check_uri is not None:
-            return self.claim_check_uri
-        if self.object_store is None:
-            return None
-        return f"s3://{self.object_store.bucket}/claim-checks/rollouts"
+        return default_claim_check_uri(self.claim_check_uri, self.object_store)

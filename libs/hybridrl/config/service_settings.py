@@ -15,6 +15,21 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from hybridrl.config.object_store import ObjectStoreSettings
+
+
+def default_claim_check_uri(
+    explicit: str | None, object_store: ObjectStoreSettings | None
+) -> str | None:
+    """Where rollouts over the Kafka limit park their tokens: ``explicit`` if set, else
+    ``s3://<bucket>/claim-checks/rollouts`` when an object store is configured, else None.
+    Rollout, reward, SSB and learner must agree on it, hence one function."""
+    if explicit is not None:
+        return explicit
+    if object_store is None:
+        return None
+    return f"s3://{object_store.bucket}/claim-checks/rollouts"
+
 
 class ServiceSettings(BaseSettings):
     """Base of the per-service settings; subclasses set ``env_prefix``."""
